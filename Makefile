@@ -1,0 +1,45 @@
+# OrderFox Liquidations. `make run` serves the app; `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Production-mode tests: the local PostgreSQL and Redis (override to isolate runs).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orderfox
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: venv run demo test test-embedded test-production lint format bench clean
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=python3"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: venv
+	$(BIN)/python manage.py migrate --no-input -v0
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python manage.py serve
+
+test: test-embedded test-production
+
+test-embedded: venv
+	$(BIN)/pytest -m "not production"
+
+test-production: venv
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	DJANGO_SECRET_KEY=test-only-not-secret \
+	CHANNELS_REDIS_PREFIX=orderfox-test-$$$$ \
+	$(BIN)/pytest -m production
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) staticfiles test-output .pytest_cache .ruff_cache

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class LiquidationsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "liquidations"
+    verbose_name = "Liquidations"

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from django.db import models
+
+# Binance quantities and prices carry at most 8 decimals; 30 digits leaves room for
+# 1000PEPE-sized quantities. The parser refuses numbers that would not fit.
+DECIMAL = {"max_digits": 30, "decimal_places": 12}
+
+
+class Side(models.TextChoices):
+    # Binance reports the liquidation order's side: a SELL closes a long position.
+    BUY = "BUY", "Short liquidated"
+    SELL = "SELL", "Long liquidated"
+
+
+class Liquidation(models.Model):
+    """One liquidation order as Binance published it on the forceOrder stream."""
+
+    symbol = models.CharField(max_length=30)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    order_type = models.CharField(max_length=20)
+    time_in_force = models.CharField(max_length=10)
+    original_quantity = models.DecimalField(**DECIMAL)
+    price = models.DecimalField(**DECIMAL)
+    average_price = models.DecimalField(**DECIMAL)
+    order_status = models.CharField(max_length=20)
+    last_filled_quantity = models.DecimalField(**DECIMAL)
+    filled_quantity = models.DecimalField(**DECIMAL)
+    trade_time = models.DateTimeField()
+    event_time = models.DateTimeField()
+    notional_usd = models.DecimalField(max_digits=30, decimal_places=8)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-trade_time", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["symbol", "side", "trade_time", "filled_quantity", "average_price"],
+                name="liquidation_unique_event",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-trade_time", "-id"], name="liquidation_newest"),
+            models.Index(fields=["symbol", "-trade_time", "-id"], name="liquidation_symbol_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.symbol} {self.get_side_display()} {self.filled_quantity} @ {self.average_price}"
+        )
+
+    @property
+    def is_long_liquidated(self) -> bool:
+        return self.side == Side.SELL
+
+
+class Symbol(models.Model):
+    """A USD-M futures contract as listed by /fapi/v1/exchangeInfo."""
+
+    symbol = models.CharField(max_length=30, primary_key=True)
+    status = models.CharField(max_length=20)
+    base_asset = models.CharField(max_length=20)
+    quote_asset = models.CharField(max_length=20)
+    price_precision = models.PositiveSmallIntegerField()
+    quantity_precision = models.PositiveSmallIntegerField()
+    tick_size = models.DecimalField(**DECIMAL)
+    step_size = models.DecimalField(**DECIMAL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["symbol"]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class ConnectionGap(models.Model):
+    """A span during which the upstream stream was not connected: the record's holes."""
+
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["-started_at"], name="gap_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at:%H:%M:%S} ({self.reason})"
+
+    @property
+    def duration(self):
+        return self.ended_at - self.started_at
+
+
+class WorkerState(models.Model):
+    """The ingest worker's last reported state (one row), for pages in other processes."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    state = models.CharField(max_length=20, default="stopped")
+    connected_since = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    events_stored = models.BigIntegerField(default=0)
+    malformed_dropped = models.BigIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"worker {self.state}"

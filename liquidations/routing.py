@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import consumers
+
+websocket_urlpatterns = [
+    path("ws/liquidations/", consumers.LiquidationFeedConsumer.as_asgi()),
+    path("ws/liquidations/<str:symbol>/", consumers.LiquidationFeedConsumer.as_asgi()),
+]

@@ -1,0 +1,167 @@
+"""Writes: storing liquidations, keeping symbols, recording gaps, broadcasting rows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from .binance import LiquidationEvent
+from .models import ConnectionGap, Liquidation, WorkerState
+from .selectors import liquidation_rows
+
+GROUP_ALL = "liquidations.all"
+BATCH_MESSAGE_TYPE = "liquidations.batch"
+UNIQUE_FIELDS = ("symbol", "side", "trade_time", "filled_quantity", "average_price")
+INSERT_FIELDS = (
+    "symbol",
+    "side",
+    "order_type",
+    "time_in_force",
+    "original_quantity",
+    "price",
+    "average_price",
+    "order_status",
+    "last_filled_quantity",
+    "filled_quantity",
+    "trade_time",
+    "event_time",
+    "notional_usd",
+    "received_at",
+)
+# SQLite allows 32,766 bound parameters per statement; PostgreSQL 65,535.
+MAX_ROWS_PER_STATEMENT = 32_766 // len(INSERT_FIELDS)
+
+
+def symbol_group(symbol: str) -> str:
+    """Return the channel-layer group of one symbol (symbols are validated upstream)."""
+    return f"liquidations.{symbol}"
+
+
+def liquidation_store_batch(
+    *, events: Sequence[LiquidationEvent], received_at: datetime | None = None
+) -> list[Liquidation]:
+    """Insert the events, skipping duplicates; return only the rows that are new.
+
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING per chunk (SQLite >= 3.35 and
+    PostgreSQL share the syntax), so a replayed event is neither stored nor shown twice.
+    """
+    if not events:
+        return []
+    received_at = received_at or timezone.now()
+    stored: list[Liquidation] = []
+    with transaction.atomic():
+        for start in range(0, len(events), MAX_ROWS_PER_STATEMENT):
+            chunk = _unique_events(events[start : start + MAX_ROWS_PER_STATEMENT])
+            stored.extend(_insert_returning(chunk, received_at))
+    stored.sort(key=lambda liq: (liq.trade_time, liq.pk))
+    return stored
+
+
+def _unique_events(events: Sequence[LiquidationEvent]) -> list[LiquidationEvent]:
+    # Duplicates inside one statement would conflict with each other on PostgreSQL.
+    seen: dict[tuple, LiquidationEvent] = {}
+    for event in events:
+        seen.setdefault(event.dedup_key, event)
+    return list(seen.values())
+
+
+def _insert_returning(events: list[LiquidationEvent], received_at: datetime) -> list[Liquidation]:
+    meta = Liquidation._meta
+    fields = [meta.get_field(name) for name in INSERT_FIELDS]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    conflict = ", ".join(quote(meta.get_field(name).column) for name in UNIQUE_FIELDS)
+    returning = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+        f"VALUES {', '.join([placeholders] * len(events))} "
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
+    )
+    params: list[object] = []
+    for event in events:
+        values = _event_values(event, received_at)
+        params.extend(field.get_db_prep_save(values[field.name], connection) for field in fields)
+    return list(Liquidation.objects.raw(sql, params))
+
+
+def _event_values(event: LiquidationEvent, received_at: datetime) -> dict[str, object]:
+    return {
+        "symbol": event.symbol,
+        "side": event.side,
+        "order_type": event.order_type,
+        "time_in_force": event.time_in_force,
+        "original_quantity": event.original_quantity,
+        "price": event.price,
+        "average_price": event.average_price,
+        "order_status": event.order_status,
+        "last_filled_quantity": event.last_filled_quantity,
+        "filled_quantity": event.filled_quantity,
+        "trade_time": event.trade_time,
+        "event_time": event.event_time,
+        "notional_usd": event.notional_usd,
+        "received_at": received_at,
+    }
+
+
+def liquidation_messages(*, liquidations: Sequence[Liquidation]) -> dict[str, dict]:
+    """Render each row once and return one batch message per group.
+
+    A row carries what consumers filter on (side, usd) next to its HTML, so no viewer
+    renders or queries anything. Values are plain types: channels-redis uses msgpack.
+    """
+    rows_by_group: dict[str, list[dict]] = defaultdict(list)
+    for row in liquidation_rows(liquidations=liquidations):
+        message_row = {
+            "id": row.id,
+            "symbol": row.symbol,
+            "side": row.side,
+            "usd": float(row.usd),
+            "trade_time_ms": row.trade_time_ms,
+            "html": render_to_string("liquidations/_row.html", {"row": row}),
+        }
+        rows_by_group[GROUP_ALL].append(message_row)
+        rows_by_group[symbol_group(row.symbol)].append(message_row)
+    return {
+        group: {"type": BATCH_MESSAGE_TYPE, "rows": rows} for group, rows in rows_by_group.items()
+    }
+
+
+async def liquidation_broadcast(*, channel_layer, messages: dict[str, dict]) -> None:
+    """Send one message per group for this batch."""
+    for group, message in messages.items():
+        await channel_layer.group_send(group, message)
+
+
+def connection_gap_record(
+    *, started_at: datetime, ended_at: datetime, reason: str
+) -> ConnectionGap:
+    """Record a span with no upstream connection."""
+    return ConnectionGap.objects.create(
+        started_at=started_at, ended_at=ended_at, reason=reason[:200]
+    )
+
+
+def worker_state_save(*, status) -> None:
+    """Record the worker's state so pages and commands in other processes can read it."""
+    WorkerState.objects.update_or_create(
+        id=1,
+        defaults={
+            "state": status.state,
+            "connected_since": status.connected_since,
+            "last_event_at": status.last_event_at,
+            "events_stored": status.events_stored,
+            "malformed_dropped": status.malformed_dropped,
+            "heartbeat_at": timezone.now(),
+        },
+    )
+
+
+def worker_state_last_seen() -> datetime | None:
+    """Return when a worker last reported being alive, the start of a possible hole."""
+    return WorkerState.objects.filter(id=1).values_list("heartbeat_at", flat=True).first()

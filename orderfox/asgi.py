@@ -1,0 +1,28 @@
+"""ASGI entry point: HTTP, browser WebSockets, and the worker's channel."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orderfox.settings")
+# Django must be set up before consumers (and their models) are imported.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from liquidations.routing import websocket_urlpatterns  # noqa: E402
+from liquidations.worker import WORKER_CHANNEL, LiquidationWorkerConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+        "channel": ChannelNameRouter({WORKER_CHANNEL: LiquidationWorkerConsumer.as_asgi()}),
+    }
+)

@@ -1,0 +1,201 @@
+"""Settings for OrderFox Liquidations, read from the environment.
+
+Embedded mode (no DATABASE_URL, no REDIS_URL): SQLite in WAL mode, in-memory channel
+layer, the worker inside the web process. Production mode: PostgreSQL via DATABASE_URL,
+Redis via REDIS_URL, daphne and `runworker liquidations` as separate processes.
+Every variable read here is listed, with its default, in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env_str(name)
+    if not value:
+        return default
+    return value.lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
+# Production mode: any external service configured. It must be given a real secret key.
+PRODUCTION = bool(DATABASE_URL or REDIS_URL)
+# The in-memory layer only reaches its own process, so without Redis the web process
+# hosts the worker itself.
+EMBEDDED_WORKER = not REDIS_URL
+
+DATA_DIR = Path(env_str("ORDERFOX_DATA_DIR") or BASE_DIR / "var")
+
+
+def _embedded_secret_key() -> str:
+    """Return a secret key kept in DATA_DIR, generating it on first run."""
+    path = DATA_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set in production mode (DATABASE_URL or REDIS_URL set)."
+        )
+    SECRET_KEY = _embedded_secret_key()
+
+DEBUG = env_bool("DJANGO_DEBUG")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    # daphne first: its runserver replaces Django's (check daphne.E001).
+    "daphne",
+    "liquidations",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "servestatic.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "orderfox.urls"
+ASGI_APPLICATION = "orderfox.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "db.sqlite3",
+            "OPTIONS": {
+                # WAL lets pages read while the worker writes; IMMEDIATE avoids
+                # "database is locked" upgrades from read to write transactions.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHANNELS_REDIS_PREFIX", "orderfox"),
+                # A crash-day burst must queue, not be dropped: room for ~10 s at the
+                # exchange's ceiling on every group member's channel.
+                "capacity": 5000,
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 5000, "expiry": 60},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Upstream (Binance USD-M futures). The unrouted /ws and /stream paths were retired on
+# 2026-04-23: they accept connections but deliver nothing, so /market is the default.
+BINANCE_WS_BASE_URL = env_str("BINANCE_WS_BASE_URL", "wss://fstream.binance.com/market").rstrip("/")
+BINANCE_REST_BASE_URL = env_str("BINANCE_REST_BASE_URL", "https://fapi.binance.com").rstrip("/")
+LIQUIDATION_SYMBOLS = [s.upper() for s in env_list("LIQUIDATION_SYMBOLS")]
+LIQUIDATION_API_BASE_URL = env_str("LIQUIDATION_API_BASE_URL").rstrip("/")
+
+HOST = env_str("HOST", "127.0.0.1")
+PORT = int(env_str("PORT", "8000"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "liquidations": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
+
+# Reconnect backoff and connection rotation (Binance cuts connections at 24 h).
+BINANCE_RECONNECT_INITIAL_SECONDS = 1.0
+BINANCE_RECONNECT_MAX_SECONDS = 30.0
+BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600

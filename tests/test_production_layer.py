@@ -1,0 +1,44 @@
+"""Production mode: PostgreSQL storage and the Redis channel layer, for real."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+
+from liquidations.binance import parse_frame
+from liquidations.services import (
+    liquidation_broadcast,
+    liquidation_messages,
+    liquidation_store_batch,
+)
+from tests.factories import force_order, frame
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+
+
+def test_production_settings_use_postgresql_and_redis():
+    assert connection.vendor == "postgresql"
+    assert settings.CHANNEL_LAYERS["default"]["BACKEND"].startswith("channels_redis.")
+
+
+async def test_batch_is_stored_once_and_broadcast_over_redis():
+    layer = get_channel_layer()
+    member = await layer.new_channel()
+    await layer.group_add("liquidations.BTCUSDT", member)
+    events = [parse_frame(frame(force_order(symbol="BTCUSDT"))) for _ in range(3)]
+
+    def store():
+        stored = liquidation_store_batch(events=events + events[:1])
+        return stored, liquidation_messages(liquidations=stored)
+
+    stored, messages = await database_sync_to_async(store)()
+    assert len(stored) == 3
+    await liquidation_broadcast(channel_layer=layer, messages=messages)
+    received = await layer.receive(member)
+    assert received["type"] == "liquidations.batch"
+    assert [row["id"] for row in received["rows"]] == [liq.pk for liq in stored]
+    await layer.group_discard("liquidations.BTCUSDT", member)
+    await layer.flush()
