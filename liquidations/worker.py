@@ -166,7 +166,8 @@ class Ingest:
         self.status.connected_since = None
         await self._save_state()
         logger.info(
-            "Ingest stopped: %d stored, %d duplicates skipped, %d malformed dropped",
+            "Ingest stopped: %d received, %d stored, %d duplicates skipped, %d malformed dropped",
+            self.status.events_received,
             self.status.events_stored,
             self.status.duplicates_skipped,
             self.status.malformed_dropped,

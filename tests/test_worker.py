@@ -14,6 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import CommandError, call_command
+from django.db import connections
 from django.utils import timezone
 
 from liquidations.binance import (
@@ -54,7 +55,13 @@ async def status() -> dict:
 async def run_command(*args, **kwargs) -> None:
     # Not thread-sensitive: the worker's consumer closes old connections in that one
     # thread before each handler, so a command waiting there for its reply would block it.
-    await sync_to_async(call_command, thread_sensitive=False)(*args, **kwargs)
+    def call() -> None:
+        try:
+            call_command(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    await sync_to_async(call, thread_sensitive=False)()
 
 
 def stored_at_least(n: int):
