@@ -401,6 +401,25 @@ class LiquidationWorkerConsumer(AsyncConsumer):
 
     ingest: Ingest | None = None
 
+    async def __call__(self, scope, receive, send) -> None:
+        """Dispatch what the worker hands in from channel "liquidations", one at a time.
+
+        Unlike the base class, this does not also listen on a private channel that nobody
+        sends to: a channel-layer error there would end the consumer, and with it the
+        control over the ingest. A failing handler is logged; the consumer lives on.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        while True:
+            message = await receive()
+            try:
+                await self.dispatch(message)
+            except StopConsumer:
+                return
+            except Exception:
+                logger.exception("Worker control message %r failed", message.get("type"))
+
     async def stream_start(self, message: dict) -> None:
         await self._ingest().start()
         await self._reply(message)
@@ -434,6 +453,23 @@ class LiquidationWorkerConsumer(AsyncConsumer):
 
 class LiquidationWorker(Worker):
     """A Channels worker that starts streaming at boot and shuts down cleanly."""
+
+    async def listener(self, channel: str) -> None:
+        """Hand channel messages to the consumer; ride out channel-layer outages."""
+        while True:
+            try:
+                message = await self.channel_layer.receive(channel)
+            except Exception as exc:
+                # Redis restarting or unreachable: streaming goes on, control waits.
+                logger.warning("Channel layer receive failed (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not message.get("type"):
+                logger.warning("Dropped a worker message without a type: %.200r", message)
+                continue
+            scope = {"type": "channel", "channel": channel}
+            queue = self.get_or_create_application_instance(channel, scope)
+            await queue.put(message)
 
     async def handle(self) -> None:
         # Streaming starts without waiting for any message: the consumer instance is

@@ -153,6 +153,12 @@ else:
         }
     }
 
+if REDIS_URL:
+    # redis-py >= 6 gives every read a 5 s socket timeout, exactly channels-redis's
+    # blocking-receive timeout: an idle receive then raised TimeoutError and ended the
+    # worker after ~5 s. Reads wait longer than any blocking command here.
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "socket_timeout": 30}]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -116,3 +116,12 @@ async def test_worker_process_stores_broadcasts_and_flushes_on_sigterm(
     assert state.state == "stopped"
     assert state.events_stored == stored
     assert "Traceback" not in log
+
+
+def test_redis_reads_outlast_the_blocking_receive():
+    """redis-py's default 5 s read timeout equals channels-redis's BZPOPMIN timeout, which
+    ended an idle worker after ~5 s; the layer must read longer than it blocks."""
+    from channels_redis.core import RedisChannelLayer
+
+    (host,) = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    assert host["socket_timeout"] > RedisChannelLayer.brpop_timeout
