@@ -7,6 +7,7 @@ from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.management import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -22,15 +23,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("action", choices=sorted(ACTIONS))
         parser.add_argument(
-            "--timeout", type=float, default=5.0, help="Seconds to wait for the worker's reply."
+            "--timeout",
+            type=float,
+            default=None,
+            help="Seconds to wait for the worker's reply (default 5, or 1 without Redis).",
         )
 
     def handle(self, *args, **options) -> None:
-        reply = async_to_sync(_request)(ACTIONS[options["action"]], options["timeout"])
-        if reply is None:
-            self._report_from_database(options["timeout"])
+        timeout = options["timeout"]
+        if timeout is None:
+            timeout = 1.0 if settings.EMBEDDED_WORKER else 5.0
+        action = options["action"]
+        reply = async_to_sync(_request)(ACTIONS[action], timeout)
+        if reply is not None:
+            self.stdout.write(format_status(reply))
             return
-        self.stdout.write(format_status(reply))
+        if action != "status":
+            raise CommandError(
+                f"No reply from the worker within {timeout:g} s: the stream was not "
+                f"{'started' if action == 'start' else 'stopped'}."
+                + (EMBEDDED_HINT if settings.EMBEDDED_WORKER else "")
+            )
+        self._report_from_database(timeout)
 
     def _report_from_database(self, timeout: float) -> None:
         state = worker_state()
@@ -41,8 +55,15 @@ class Command(BaseCommand):
             )
         self.stderr.write(
             f"No reply from the worker within {timeout:g} s; last heartbeat from the database:"
+            + (EMBEDDED_HINT if settings.EMBEDDED_WORKER else "")
         )
         self.stdout.write(format_status(state))
+
+
+EMBEDDED_HINT = (
+    "\n(Without REDIS_URL the worker runs inside `manage.py serve` and its in-memory channel"
+    " layer only reaches that process; control it there, or run production mode.)"
+)
 
 
 async def _request(message_type: str, timeout: float) -> dict | None:
@@ -66,6 +87,14 @@ def format_status(status: dict) -> str:
         ("malformed dropped", status.get("malformed_dropped", 0)),
         ("last event", age),
     ]
+    for key, label in (
+        ("duplicates_skipped", "duplicates skipped"),
+        ("reconnects", "reconnects"),
+        ("symbols_synced_at", "symbols synced"),
+        ("heartbeat_at", "heartbeat"),
+    ):
+        if key in status:
+            lines.append((label, status[key] if status[key] is not None else "-"))
     if status.get("url"):
         lines.append(("upstream", status["url"]))
     return "\n".join(f"{key + ':':<19}{value}" for key, value in lines)
