@@ -287,7 +287,9 @@ async def test_status_stop_and_start_commands(worker, fake_exchange):
 def test_status_without_a_worker_reports_the_last_heartbeat_or_fails_clearly(settings):
     with pytest.raises(CommandError, match="No reply from the worker"):
         call_command("liquidations", "status", "--timeout", "0.05", stdout=io.StringIO())
-    with pytest.raises(CommandError, match="the stream was not stopped.*inside `manage.py serve`"):
+    with pytest.raises(
+        CommandError, match="(?s)the stream was not stopped.*inside `manage.py serve`"
+    ):
         call_command("liquidations", "stop", "--timeout", "0.05", stdout=io.StringIO())
     WorkerState.objects.create(
         state="streaming", events_stored=42, malformed_dropped=1, heartbeat_at=timezone.now()
