@@ -93,9 +93,9 @@ async def test_worker_process_stores_broadcasts_and_flushes_on_sigterm(
 
         out = io.StringIO()
         await run_command("liquidations", "status", "--timeout", "20", stdout=out)
-        assert "state:             streaming" in out.getvalue()
-        assert f"events stored:     {sent}" in out.getvalue()
-        assert "malformed dropped: 3" in out.getvalue()
+        assert "state:              streaming" in out.getvalue()
+        assert f"events stored:      {sent}" in out.getvalue()
+        assert "malformed dropped:  3" in out.getvalue()
         assert await database_sync_to_async(Symbol.objects.count)() == len(fake_exchange.symbols)
 
         # A burst, then SIGTERM at once: whatever the worker received is stored.

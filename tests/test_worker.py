@@ -262,15 +262,15 @@ async def test_status_stop_and_start_commands(worker, fake_exchange):
     out = io.StringIO()
     await run_command("liquidations", "status", stdout=out)
     text = out.getvalue()
-    assert "state:             streaming" in text
-    assert "events stored:     3" in text
-    assert "malformed dropped: 0" in text
+    assert "state:              streaming" in text
+    assert "events stored:      3" in text
+    assert "malformed dropped:  0" in text
     assert "last event:" in text and "s ago" in text
-    assert f"upstream:          {fake_exchange.ws_base_url}/ws/!forceOrder@arr" in text
+    assert f"upstream:           {fake_exchange.ws_base_url}/ws/!forceOrder@arr" in text
 
     out = io.StringIO()
     await run_command("liquidations", "stop", stdout=out)
-    assert "state:             stopped" in out.getvalue()
+    assert "state:              stopped" in out.getvalue()
 
     async def disconnected() -> bool:
         return fake_exchange.connections == 0
@@ -297,7 +297,7 @@ def test_status_without_a_worker_reports_the_last_heartbeat_or_fails_clearly(set
     out, err = io.StringIO(), io.StringIO()
     call_command("liquidations", "status", "--timeout", "0.05", stdout=out, stderr=err)
     assert "last heartbeat from the database" in err.getvalue()
-    assert "events stored:     42" in out.getvalue()
+    assert "events stored:      42" in out.getvalue()
 
 
 async def test_boot_gap_runs_from_the_last_heartbeat(

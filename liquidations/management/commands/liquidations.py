@@ -97,7 +97,7 @@ def format_status(status: dict) -> str:
             lines.append((label, status[key] if status[key] is not None else "-"))
     if status.get("url"):
         lines.append(("upstream", status["url"]))
-    return "\n".join(f"{key + ':':<19}{value}" for key, value in lines)
+    return "\n".join(f"{key + ':':<20}{value}" for key, value in lines)
 
 
 def _parse(value: str | datetime | None) -> datetime | None:
