@@ -429,3 +429,102 @@ async def _noop() -> None:
 
 async def _noop_reason(reason: str) -> None:
     return None
+
+
+class _Recorder:
+    """Callbacks of an UpstreamClient that remember what happened."""
+
+    def __init__(self) -> None:
+        self.frames: list[str | bytes] = []
+        self.connected = 0
+        self.disconnects: list[str] = []
+
+    def on_message(self, raw: str | bytes) -> None:
+        self.frames.append(raw)
+
+    async def on_connected(self) -> None:
+        self.connected += 1
+
+    async def on_disconnected(self, reason: str) -> None:
+        self.disconnects.append(reason)
+
+
+@pytest.mark.parametrize(("stable_after", "attempts_after_two_drops"), [(60.0, 2), (0.0, 0)])
+async def test_backoff_resets_only_after_a_stable_connection(
+    fake_exchange, stable_after, attempts_after_two_drops
+):
+    calls = _Recorder()
+    client = UpstreamClient(
+        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
+        on_message=calls.on_message,
+        on_connected=calls.on_connected,
+        on_disconnected=calls.on_disconnected,
+        backoff=Backoff(initial=0.01, cap=0.05),
+        stable_after=stable_after,
+    )
+    task = asyncio.create_task(client.run())
+    try:
+        for n in (1, 2, 3):
+            await fake_exchange.wait_for_connections(n)
+            await fake_exchange.wait_for_clients(1)
+            if n < 3:
+                await fake_exchange.drop_connections()
+
+        async def connected_thrice() -> bool:
+            return calls.connected == 3
+
+        await eventually(connected_thrice, what="the third connection")
+    finally:
+        await client.stop()
+        await task
+    assert client.backoff.attempt == attempts_after_two_drops
+    assert calls.connected == 3
+    assert len(calls.disconnects) == 3  # two drops, then the stop
+
+
+async def test_connection_rotates_before_its_maximum_age_without_a_gap(fake_exchange):
+    calls = _Recorder()
+    client = UpstreamClient(
+        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
+        on_message=calls.on_message,
+        on_connected=calls.on_connected,
+        on_disconnected=calls.on_disconnected,
+        max_connection_age=0.2,
+    )
+    task = asyncio.create_task(client.run())
+    try:
+        await fake_exchange.wait_for_connections(3)
+        await fake_exchange.wait_for_clients(1)
+        # During a rotation both sockets are open for a moment (duplicates are deduped).
+        assert await fake_exchange.broadcast(force_order()) >= 1
+
+        async def received() -> bool:
+            return len(calls.frames) >= 1
+
+        await eventually(received, what="a frame on the rotated connection")
+        assert calls.disconnects == []
+        assert calls.connected == 1
+    finally:
+        await client.stop()
+        await task
+
+
+async def test_selected_symbols_use_one_combined_stream(worker, fake_exchange, upstream_settings):
+    # The running worker listens to everything; a second ingest for two symbols only.
+    upstream_settings.LIQUIDATION_SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+    ingest = Ingest(channel_layer=get_channel_layer())
+    await ingest.start()
+    try:
+        await fake_exchange.wait_for_clients(2)
+        assert ["btcusdt@forceOrder", "ethusdt@forceOrder"] in fake_exchange.subscriptions
+        for symbol in ("BTCUSDT", "SOLUSDT", "ETHUSDT"):
+            await fake_exchange.broadcast(force_order(symbol=symbol))
+
+        async def two_received() -> bool:
+            return ingest.status.events_received == 2
+
+        await eventually(two_received, what="the two subscribed symbols")
+    finally:
+        await ingest.stop()
+        await ingest.aclose()
+    assert ingest.status.malformed_dropped == 0
