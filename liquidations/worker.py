@@ -85,6 +85,8 @@ class Ingest:
         self._gap: tuple[datetime, str] | None = None
         self._gap_id: int | None = None
         self._idle_reason = "worker not running"
+        self._state_failing_since: float | None = None
+        self._state_failure_logged = 0.0
 
     @property
     def running(self) -> bool:
@@ -360,8 +362,23 @@ class Ingest:
     async def _save_state(self) -> None:
         try:
             await self._db_call(services.worker_state_save, status=self.status)
-        except Exception:
-            logger.exception("Saving the worker state failed")
+        except Exception as exc:
+            # Once with the traceback, then a line a minute while the database is away.
+            now = time.monotonic()
+            if self._state_failing_since is None:
+                logger.exception("Saving the worker state failed")
+                self._state_failing_since = self._state_failure_logged = now
+            elif now - self._state_failure_logged >= 60:
+                logger.warning(
+                    "Saving the worker state still failing after %.0f s: %s",
+                    now - self._state_failing_since,
+                    exc,
+                )
+                self._state_failure_logged = now
+            return
+        if self._state_failing_since is not None:
+            logger.info("Saving the worker state works again")
+            self._state_failing_since = None
 
     async def _db_call(self, func, *args, **kwargs):
         return await sync_to_async(

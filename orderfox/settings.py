@@ -9,6 +9,7 @@ Every variable read here is listed, with its default, in README.md.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -183,6 +184,8 @@ SERVESTATIC_USE_FINDERS = not STATIC_ROOT.is_dir()
 BINANCE_WS_BASE_URL = env_str("BINANCE_WS_BASE_URL", "wss://fstream.binance.com/market").rstrip("/")
 BINANCE_REST_BASE_URL = env_str("BINANCE_REST_BASE_URL", "https://fapi.binance.com").rstrip("/")
 LIQUIDATION_SYMBOLS = [s.upper() for s in env_list("LIQUIDATION_SYMBOLS")]
+if _bad_symbols := [s for s in LIQUIDATION_SYMBOLS if not re.fullmatch(r"[A-Z0-9]{1,30}", s)]:
+    raise ImproperlyConfigured(f"LIQUIDATION_SYMBOLS has invalid symbols: {_bad_symbols}")
 LIQUIDATION_API_BASE_URL = env_str("LIQUIDATION_API_BASE_URL").rstrip("/")
 
 HOST = env_str("HOST", "127.0.0.1")
