@@ -160,14 +160,9 @@ class LiquidationAdmin(admin.ModelAdmin):
         symbols.add(term)
         return queryset.filter(symbol__in=sorted(symbols)), False
 
-    def changelist_view(self, request, extra_context=None):
-        # One Symbol query per page for quantity formatting, not one per row.
-        self._symbol_infos = symbol_info_map()
-        return super().changelist_view(request, extra_context)
-
     def _info(self, obj: Liquidation):
-        infos = getattr(self, "_symbol_infos", None)
-        return symbol_info(symbol=obj.symbol, infos=infos)
+        # The symbol map is one query, cached for a minute: no query per row.
+        return symbol_info(symbol=obj.symbol, infos=symbol_info_map())
 
     @admin.display(description="time (UTC)", ordering="trade_time")
     def trade_time_display(self, obj: Liquidation) -> str:
