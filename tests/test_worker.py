@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import re
 import socket
 from datetime import timedelta
 
@@ -528,3 +529,63 @@ async def test_selected_symbols_use_one_combined_stream(worker, fake_exchange, u
         await ingest.stop()
         await ingest.aclose()
     assert ingest.status.malformed_dropped == 0
+
+
+async def test_serve_embedded_stores_and_stops_cleanly_on_sigint(fake_exchange, tmp_path):
+    """`make run`'s process: daphne + the worker; Ctrl-C stores what arrived and exits 0."""
+    import os
+    import signal
+    import sqlite3
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY"}
+    }
+    env.update(
+        ORDERFOX_DATA_DIR=str(tmp_path),
+        BINANCE_WS_BASE_URL=fake_exchange.ws_base_url,
+        BINANCE_REST_BASE_URL=fake_exchange.rest_base_url,
+        LIQUIDATION_SYMBOLS="",
+    )
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "migrate", "-v0", cwd=repo, env=env
+    )
+    assert await migrate.wait() == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable, "manage.py", "serve", "--port", str(port),
+            cwd=repo, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        await fake_exchange.wait_for_clients(1, timeout=60)
+        sent = await fake_exchange.generate(rate=5000, count=5)
+
+        async def some_stored() -> bool:
+            with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+                return db.execute("SELECT count(*) FROM liquidations_liquidation").fetchone()[0]
+
+        await eventually(some_stored, what="rows from the serve process")
+        sent += await fake_exchange.generate(rate=100_000, count=200)
+        serve.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(serve.wait(), 60) == 0
+    finally:
+        if serve.returncode is None:
+            serve.kill()
+            await serve.wait()
+    log = log_path.read_text()
+    final = re.search(r"Ingest stopped: (\d+) received, (\d+) stored", log)
+    assert final, log[-3000:]
+    received, stored = map(int, final.groups())
+    # Whatever was read off the socket before the signal is stored, nothing twice.
+    assert 0 < received == stored <= sent
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+        assert db.execute("SELECT count(*) FROM liquidations_liquidation").fetchone() == (stored,)
+        assert db.execute("SELECT state FROM liquidations_workerstate").fetchone() == ("stopped",)
