@@ -292,6 +292,11 @@ class FakeExchange:
         """Each connected client's streams (routed clients only)."""
         return [list(c.streams) for c in self._clients if c.routed]
 
+    @property
+    def pong_latencies(self) -> list[float]:
+        """Each client's last ping round trip (0 until it answered a server ping)."""
+        return [c.ws.latency for c in self._clients]
+
     async def wait_for_clients(self, n: int = 1, timeout: float = 10.0) -> None:
         """Wait until at least n clients are connected."""
         async with asyncio.timeout(timeout):

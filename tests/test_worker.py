@@ -589,3 +589,28 @@ async def test_serve_embedded_stores_and_stops_cleanly_on_sigint(fake_exchange, 
     with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
         assert db.execute("SELECT count(*) FROM liquidations_liquidation").fetchone() == (stored,)
         assert db.execute("SELECT state FROM liquidations_workerstate").fetchone() == ("stopped",)
+
+
+async def test_server_pings_are_answered():
+    from liquidations.fake_exchange import FakeExchange
+
+    async with FakeExchange(ping_interval=0.05, pong_timeout=1.0) as fx:
+        calls = _Recorder()
+        client = UpstreamClient(
+            url=f"{fx.ws_base_url}/ws/!forceOrder@arr",
+            on_message=calls.on_message,
+            on_connected=calls.on_connected,
+            on_disconnected=calls.on_disconnected,
+        )
+        task = asyncio.create_task(client.run())
+        try:
+            await fx.wait_for_clients(1)
+
+            async def pong_seen() -> bool:
+                return any(latency > 0 for latency in fx.pong_latencies)
+
+            await eventually(pong_seen, what="a pong to the server's ping")
+            assert calls.disconnects == []
+        finally:
+            await client.stop()
+            await task
