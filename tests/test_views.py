@@ -71,10 +71,10 @@ def test_row_columns_sides_amounts_and_tiers(client):
     html = client.get("/").content.decode()
     small, large, huge = html.split('<tr id="liq-')[1:4]
     assert "liq-short" in small and "Short liquidated" in small and "$750" in small
-    assert '0.25 <span class="asset">ETH</span>' in small
+    assert "0.25 ETH" in small
     assert "liq-large" in large and "$150,000" in large
     assert "liq-huge" in huge and "Long liquidated" in huge and "$1,250,000" in huge
-    assert '12.500 <span class="asset">BTC</span>' in huge
+    assert "12.500 BTC" in huge
     # Full UTC timestamp on hover, link to the symbol page.
     assert 'title="2025-12-27 14:16:40.001 UTC"' in huge
     assert 'href="/BTCUSDT/"' in huge
