@@ -69,11 +69,18 @@ def _fresh_symbol_cache():
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
-    """Close connections after each use, so no thread holds the test database open."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """Close connections after each use, so no thread holds the test database open.
+
+    SQLite tests use a WAL file like the app, not the shared-cache in-memory database,
+    whose table locks fail a reader at once while the worker's thread writes.
+    """
     from django.conf import settings
 
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        test_db = tmp_path_factory.mktemp("sqlite") / "test.sqlite3"
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(test_db)
 
 
 @pytest.fixture
