@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -119,13 +120,23 @@ async def test_rows_stream_in_capped_filtered_and_survive_a_restart(live_app, br
     assert errors == []
 
 
-async def test_layout_is_one_column_without_time_on_a_phone(live_app, browser):
-    context = await browser.new_context(viewport={"width": 390, "height": 844})
+async def test_phone_layout_local_times_and_the_symbol_picker(live_app, browser):
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, timezone_id="Asia/Tokyo"
+    )
     page = await context.new_page()
     await live_app.exchange.wait_for_clients(1, timeout=20)
     async with feeding(live_app.exchange, rate=20):
         await page.goto(live_app.url)
         await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        # Times show in the viewer's zone (UTC+9 here), the UTC timestamp on hover.
+        # (One evaluation: rows keep arriving, so "the first row" changes between calls.)
+        stamp, text, title = await page.eval_on_selector(
+            f"{ROWS} time", "t => [t.getAttribute('datetime'), t.textContent, t.title]"
+        )
+        utc = datetime.fromisoformat(stamp).astimezone(UTC)
+        assert text == (utc + timedelta(hours=9)).strftime("%H:%M:%S")
+        assert title == utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d} UTC"
         assert not await page.locator("th.col-time").is_visible()
         assert not await page.locator(f"{ROWS} td.col-time").first.is_visible()
         assert await page.locator(f"{ROWS} td.col-usd").first.is_visible()
@@ -137,4 +148,12 @@ async def test_layout_is_one_column_without_time_on_a_phone(live_app, browser):
         await page.click(".theme-toggle")
         assert await page.get_attribute("html", "data-theme") == "light"
         await page.screenshot(path=OUTPUT / "dashboard-phone-light.png")
+        # The picker searches as one types and leads to the symbol's page and feed.
+        await page.fill(".symbol-picker input", "eth")
+        await page.click("#symbol-results a:has-text('ETHUSDT')", timeout=WAIT_MS)
+        await page.wait_for_url("**/ETHUSDT/", timeout=WAIT_MS)
+        await expect_status(page, "Connected")
+        await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        symbols = await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.symbol)")
+        assert set(symbols) == {"ETHUSDT"}
     await context.close()
