@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, skip_or_fail
+from tests.conftest import REPO, LiveApp, skip_or_fail
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -157,3 +157,35 @@ async def test_phone_layout_local_times_and_the_symbol_picker(live_app, browser)
         symbols = await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.symbol)")
         assert set(symbols) == {"ETHUSDT"}
     await context.close()
+
+
+async def test_page_reconnects_after_a_server_side_close_the_extension_ignores(
+    tmp_path, fake_exchange, browser
+):
+    """daphne's own websocket timeout closes sockets without a retryable code."""
+    app = LiveApp(
+        data_dir=tmp_path,
+        ws_base_url=fake_exchange.ws_base_url,
+        rest_base_url=fake_exchange.rest_base_url,
+        server_args=[
+            "-m", "daphne", "--bind", "127.0.0.1", "--port", "{port}",
+            "--websocket_timeout", "1", "orderfox.asgi:application",
+        ],
+    )  # fmt: skip
+    await asyncio.to_thread(app.start)
+    try:
+        page = await browser.new_page()
+        await page.add_init_script(
+            """window.__opens = 0; window.__closeCodes = [];
+            document.addEventListener("htmx:wsOpen", () => window.__opens++);
+            document.addEventListener(
+                "htmx:wsClose", e => window.__closeCodes.push(e.detail.event.code));"""
+        )
+        await page.goto(app.url)
+        await expect_status(page, "Connected")
+        await page.wait_for_function("() => window.__opens >= 3", timeout=WAIT_MS)
+        codes = await page.evaluate("window.__closeCodes")
+        assert codes and not {1006, 1011, 1012, 1013} & set(codes)
+        await expect_status(page, "Connected")
+    finally:
+        await asyncio.to_thread(app.stop)
