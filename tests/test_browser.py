@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,6 +53,24 @@ async def feeding(exchange, rate: float):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+async def settled_rows(url: str) -> list[int]:
+    """Return the row ids of a fresh load once the app has stored the last events."""
+    previous = None
+    for _ in range(20):
+        html = await asyncio.to_thread(fetch, url)
+        ids = sorted(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', html))
+        if ids == previous:
+            return ids
+        previous = ids
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"rows kept changing with the feed stopped: {url}")
 
 
 async def row_ids(page) -> list[int]:
@@ -117,6 +137,14 @@ async def test_rows_stream_in_capped_filtered_and_survive_a_restart(live_app, br
         assert set(sides) == {"BUY"}
         assert len(sides) <= 50
         await page.screenshot(path=OUTPUT / "dashboard-after-restart.png")
+    # Feed stopped: the live table must now equal a fresh load of the same URL (no hole).
+    expected = await settled_rows(live_app.url + "?side=short")
+    await page.wait_for_function(
+        """([selector, expected]) => JSON.stringify([...document.querySelectorAll(selector)]
+               .map(r => +r.dataset.id).sort((a, b) => a - b)) === JSON.stringify(expected)""",
+        arg=[ROWS, expected],
+        timeout=WAIT_MS,
+    )
     assert errors == []
 
 
