@@ -127,10 +127,11 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         self.heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def disconnect(self, code: int) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.heartbeat
+                await heartbeat
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
