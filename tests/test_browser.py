@@ -94,7 +94,7 @@ async def expect_status(page, text: str) -> None:
     )
 
 
-async def test_rows_stream_in_capped_filtered_and_survive_a_restart(live_app, browser):
+async def test_rows_stream_in_capped_filtered_and_survive_a_restart(browser, live_app):
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -148,7 +148,7 @@ async def test_rows_stream_in_capped_filtered_and_survive_a_restart(live_app, br
     assert errors == []
 
 
-async def test_phone_layout_local_times_and_the_symbol_picker(live_app, browser):
+async def test_phone_layout_local_times_and_the_symbol_picker(browser, live_app):
     context = await browser.new_context(
         viewport={"width": 390, "height": 844}, timezone_id="Asia/Tokyo"
     )
