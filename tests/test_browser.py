@@ -188,7 +188,7 @@ async def test_phone_layout_local_times_and_the_symbol_picker(browser, live_app)
 
 
 async def test_page_reconnects_after_a_server_side_close_the_extension_ignores(
-    tmp_path, fake_exchange, browser
+    browser, tmp_path, fake_exchange
 ):
     """daphne's own websocket timeout closes sockets without a retryable code."""
     app = LiveApp(
