@@ -29,3 +29,7 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         await self.send(
             text_data=f'<tbody id="liquidation-rows" hx-swap-oob="afterbegin">{html}</tbody>'
         )
+
+    async def liquidations_stats(self, message: dict) -> None:
+        """Forward the stats strip, rendered once by the worker, as an OOB swap."""
+        await self.send(text_data=message["html"])

@@ -24,6 +24,7 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from . import services
+from .analytics_tasks import analytics_tasks_start, analytics_tasks_stop
 from .binance import (
     Backoff,
     LiquidationEvent,
@@ -72,6 +73,7 @@ class Ingest:
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
         self._client: UpstreamClient | None = None
         self._tasks: list[asyncio.Task] = []
+        self._analytics_tasks: list[asyncio.Task] = []
         self._disconnected_at: datetime | None = None
         self._disconnect_reason = "worker not running"
 
@@ -104,6 +106,9 @@ class Ingest:
             asyncio.create_task(self._write_loop(), name="ingest-writer"),
             asyncio.create_task(self._heartbeat_loop(), name="ingest-heartbeat"),
         ]
+        self._analytics_tasks = analytics_tasks_start(
+            channel_layer=self.channel_layer, since=self._disconnected_at
+        )
         logger.info("Ingest started: %s", url)
 
     async def stop(self) -> None:
@@ -119,6 +124,7 @@ class Ingest:
         for task in (writer, heartbeat):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await analytics_tasks_stop(self._analytics_tasks)
         await self._flush_queue()
         self._tasks = []
         self.status.state = "stopped"
