@@ -131,6 +131,7 @@ class Ingest:
         self.status.connected_since = None
         self._disconnected_at = self._disconnected_at or timezone.now()
         await self._save_state()
+        await services.worker_status_broadcast(channel_layer=self.channel_layer, status=self.status)
         logger.info(
             "Ingest stopped: %d stored, %d malformed dropped",
             self.status.events_stored,
@@ -201,6 +202,9 @@ class Ingest:
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._save_state()
+            await services.worker_status_broadcast(
+                channel_layer=self.channel_layer, status=self.status
+            )
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _save_state(self) -> None:

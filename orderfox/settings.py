@@ -168,6 +168,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# After `collectstatic` (production), ServeStatic serves the collected files; before it
+# (make run, tests), straight from static/.
+SERVESTATIC_USE_FINDERS = not STATIC_ROOT.is_dir()
 
 # Upstream (Binance USD-M futures). The unrouted /ws and /stream paths were retired on
 # 2026-04-23: they accept connections but deliver nothing, so /market is the default.
