@@ -1,0 +1,168 @@
+"""Stats windows (1h/4h/12h/24h), the strip partial, and its live push."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from liquidations.analytics import liquidation_stats
+from liquidations.binance import ms_to_datetime
+from liquidations.live_stats import STATS_MESSAGE_TYPE, StatsPublisher, stats_html
+from tests.analytics_data import DAY_BOUNDARY_S, liq, store
+
+NOW_MS = DAY_BOUNDARY_S * 1000 + 12 * 3600 * 1000  # 2025-12-28 12:00 UTC
+NOW = ms_to_datetime(NOW_MS)
+HOUR = 3600 * 1000
+
+
+def _store_day() -> None:
+    store(
+        liq(symbol="BTCUSDT", side="SELL", T=NOW_MS - HOUR // 2, z="1", ap="1000"),  # long 1,000
+        liq(symbol="ETHUSDT", side="BUY", T=NOW_MS - HOUR, z="2", ap="1000"),  # short, on 1h edge
+        liq(symbol="ETHUSDT", side="SELL", T=NOW_MS - 6 * HOUR, z="5", ap="1000"),  # long 5,000
+        liq(symbol="BTCUSDT", side="BUY", T=NOW_MS - 20 * HOUR, z="3", ap="100"),  # short 300
+        liq(symbol="BTCUSDT", side="SELL", T=NOW_MS - 24 * HOUR - 1, z="9", ap="9999"),  # too old
+    )
+
+
+def check_windows() -> None:
+    _store_day()
+    stats = {w.label: w for w in liquidation_stats(now=NOW)}
+    assert list(stats) == ["1h", "4h", "12h", "24h"]
+    got = {
+        label: (w.long_usd, w.short_usd, w.count, w.largest.symbol, w.largest.usd)
+        for label, w in stats.items()
+    }
+    assert got == {
+        "1h": (Decimal("1000.00"), Decimal("2000.00"), 2, "ETHUSDT", Decimal(2000)),
+        "4h": (Decimal("1000.00"), Decimal("2000.00"), 2, "ETHUSDT", Decimal(2000)),
+        "12h": (Decimal("6000.00"), Decimal("2000.00"), 3, "ETHUSDT", Decimal(5000)),
+        "24h": (Decimal("6000.00"), Decimal("2300.00"), 4, "ETHUSDT", Decimal(5000)),
+    }
+    assert stats["12h"].largest.trade_time == ms_to_datetime(NOW_MS - 6 * HOUR)
+    assert stats["12h"].largest.is_long_liquidated
+    btc = {w.label: w for w in liquidation_stats(symbol="BTCUSDT", now=NOW)}
+    assert (btc["1h"].long_usd, btc["1h"].short_usd, btc["1h"].count) == (
+        Decimal("1000.00"),
+        Decimal("0.00"),
+        1,
+    )
+    assert (btc["24h"].short_usd, btc["24h"].count, btc["24h"].largest.usd) == (
+        Decimal("300.00"),
+        2,
+        Decimal(1000),
+    )
+
+
+@pytest.mark.django_db
+def test_stats_windows_sum_count_and_find_the_largest():
+    check_windows()
+
+
+@pytest.mark.production
+@pytest.mark.django_db
+def test_pg_stats_windows_sum_count_and_find_the_largest():
+    check_windows()
+
+
+@pytest.mark.django_db
+def test_stats_of_an_empty_record_are_zero():
+    stats = liquidation_stats(now=NOW)
+    assert [(w.long_usd, w.short_usd, w.count, w.largest) for w in stats] == [
+        (Decimal("0.00"), Decimal("0.00"), 0, None)
+    ] * 4
+    assert "—" in stats_html(now=NOW)
+
+
+@pytest.mark.django_db
+def test_largest_tie_goes_to_the_newest():
+    store(
+        liq(symbol="BTCUSDT", T=NOW_MS - 2 * HOUR, z="1", ap="500"),
+        liq(symbol="SOLUSDT", T=NOW_MS - HOUR // 4, z="5", ap="100"),
+    )
+    stats = {w.label: w for w in liquidation_stats(now=NOW)}
+    assert stats["4h"].largest.symbol == "SOLUSDT"
+
+
+@pytest.mark.django_db
+def test_stats_strip_renders_each_window():
+    _store_day()
+    html = stats_html(now=NOW, oob=True)
+    assert 'id="liquidation-stats"' in html
+    assert 'hx-swap-oob="outerHTML"' in html
+    for label in ("1h", "4h", "12h", "24h"):
+        assert f'data-window="{label}"' in html
+    assert "$6,000" in html and "$2,300" in html
+    assert 'href="/ETHUSDT/"' in html
+    assert "hx-swap-oob" not in stats_html(now=NOW)
+
+
+@pytest.mark.django_db
+def test_pages_show_the_stats_strip(client):
+    _store_day()
+    for url in ("/", "/BTCUSDT/"):
+        body = client.get(url).content.decode()
+        assert 'id="liquidation-stats"' in body, url
+    assert 'data-scope="BTCUSDT"' in client.get("/BTCUSDT/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_publisher_sends_bounded_strips_for_touched_scopes():
+    layer = get_channel_layer()
+    members = {}
+    for group in ("liquidations.all", "liquidations.AUSDT", "liquidations.BUSDT"):
+        members[group] = await layer.new_channel()
+        await layer.group_add(group, members[group])
+    publisher = StatsPublisher(channel_layer=layer, max_symbols=1, idle_refresh=3600)
+    state = (0, 0.0)
+    # Nothing new: nothing sent.
+    state = await publisher.tick(*state)
+    assert publisher.published == 0
+    now_ms = int(time.time() * 1000)
+    await sync_to_async(store)(
+        liq(symbol="AUSDT", T=now_ms - 1000, z="1", ap="10"),
+        liq(symbol="BUSDT", T=now_ms - 500, z="2", ap="10"),
+    )
+    state = await publisher.tick(*state)
+    # The all-market strip and one symbol (the bound), oldest-touched first.
+    message = await layer.receive(members["liquidations.all"])
+    assert message["type"] == STATS_MESSAGE_TYPE
+    assert 'id="liquidation-stats"' in message["html"] and "$30" in message["html"]
+    first = await layer.receive(members["liquidations.AUSDT"])
+    assert 'data-scope="AUSDT"' in first["html"]
+    assert publisher.published == 2
+    # Next tick, no new rows: the waiting symbol gets its turn, the all strip does not.
+    state = await publisher.tick(*state)
+    second = await layer.receive(members["liquidations.BUSDT"])
+    assert 'data-scope="BUSDT"' in second["html"]
+    assert publisher.published == 3
+    state = await publisher.tick(*state)
+    assert publisher.published == 3
+    for group, member in members.items():
+        await layer.group_discard(group, member)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_feed_socket_forwards_the_stats_strip():
+    from orderfox.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application, "/ws/liquidations/", headers=[(b"origin", b"http://localhost")]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    html = '<section id="liquidation-stats" hx-swap-oob="outerHTML">x</section>'
+    await get_channel_layer().group_send(
+        "liquidations.all", {"type": STATS_MESSAGE_TYPE, "html": html}
+    )
+    for _ in range(5):  # skip the status frames the feed also sends
+        frame = await communicator.receive_from(timeout=2)
+        if "liquidation-stats" in frame:
+            break
+    assert frame == html
+    await communicator.disconnect()
