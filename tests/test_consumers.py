@@ -229,3 +229,21 @@ async def test_invalid_symbol_path_is_refused():
     assert not connected
     assert code == consumers.CLOSE_NOT_FOUND
     await communicator.disconnect()
+
+
+@pytest.mark.production
+async def test_rows_status_and_catch_up_through_redis_and_postgresql():
+    layer = get_channel_layer()
+    assert type(layer).__name__ == "RedisChannelLayer"
+    communicator = await connect("/ws/liquidations/?side=short")
+    try:
+        await broadcast(force_order(side="SELL"))
+        short = (await broadcast(force_order(side="BUY")))[0]
+        assert rows(await communicator.receive_from()) == [(short.pk, "BTCUSDT", "BUY")]
+        status = SimpleNamespace(state="streaming", last_event_at=timezone.now())
+        await worker_status_broadcast(channel_layer=layer, status=status)
+        assert 'data-state="streaming"' in await communicator.receive_from()
+        await communicator.send_to(text_data='{"min_usd": "0", "side": "long", "since": 0}')
+        assert [side for _, _, side in rows(await communicator.receive_from())] == ["SELL"]
+    finally:
+        await communicator.disconnect()

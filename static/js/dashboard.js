@@ -34,10 +34,12 @@
     elt.textContent = text[state];
   }
 
+  // Read from the live #feed: a frame can land between a filter swap and its settle.
   function currentFilter() {
+    var elt = document.getElementById("feed");
     return {
-      min_usd: feed ? feed.dataset.minUsd || "0" : "0",
-      side: feed ? feed.dataset.side || "all" : "all",
+      min_usd: elt ? elt.dataset.minUsd || "0" : "0",
+      side: elt ? elt.dataset.side || "all" : "all",
     };
   }
 
@@ -91,7 +93,8 @@
       if (flash) row.classList.add("liq-new");
     });
     var rows = body.querySelectorAll("tr.liq-row");
-    var max = parseInt((feed && feed.dataset.maxRows) || "50", 10);
+    var feedElt = document.getElementById("feed");
+    var max = parseInt((feedElt && feedElt.dataset.maxRows) || "50", 10);
     for (var i = max; i < rows.length; i++) rows[i].remove();
     if (rows.length) body.querySelectorAll("tr.empty").forEach(function (e) { e.remove(); });
   }
