@@ -10,6 +10,7 @@
   // How far back the chart starts, in buckets; within the API's maximum range.
   var SPAN_BUCKETS = { "1m": 360, "5m": 288, "15m": 288, "30m": 288, "1h": 336, "4h": 360, "1d": 365 };
   var REFRESH_MIN_MS = 1000;
+  var VISIBLE_BARS = 120;
   var POLL_MS = 15000; // also refresh now and then: a narrow row filter may hide rows
 
   var panel = document.getElementById("volume-chart");
@@ -37,6 +38,7 @@
     rightPriceScale: { scaleMargins: { top: 0.1, bottom: 0.1 } },
     localization: { priceFormatter: formatUsd },
   });
+  panel.chart = chart; // for the browser test (zoom kept across updates)
   var shorts = chart.addSeries(LWC.HistogramSeries, {
     color: css("--short", "#26a69a"), priceLineVisible: false, lastValueVisible: false, title: "Shorts",
   });
@@ -49,11 +51,12 @@
 
   function formatUsd(value) {
     var abs = Math.abs(value);
+    var sign = value < 0 && abs >= 0.5 ? "-" : "";
     var units = [[1e9, "B"], [1e6, "M"], [1e3, "K"]];
     for (var i = 0; i < units.length; i++) {
-      if (abs >= units[i][0]) return "$" + (value / units[i][0]).toFixed(2) + units[i][1];
+      if (abs >= units[i][0]) return sign + "$" + (abs / units[i][0]).toFixed(2) + units[i][1];
     }
-    return "$" + value.toFixed(0);
+    return sign + "$" + abs.toFixed(0);
   }
 
   function bucketOf(seconds) {
@@ -112,7 +115,9 @@
       }
       shorts.setData(series[0]); longs.setData(series[1]); delta.setData(series[2]);
       lastBarTime = bucketOf(nowS);
-      chart.timeScale().scrollToRealTime();
+      // A fresh timeframe opens on its latest buckets; later updates leave the view alone.
+      var count = series[0].length;
+      chart.timeScale().setVisibleLogicalRange({ from: Math.max(0, count - VISIBLE_BARS), to: count + 1 });
       canvas.dataset.state = "ready";
       publish();
     }).catch(function (err) {
