@@ -15,7 +15,7 @@ from django.db import NotSupportedError, connection
 from django.db.models import BigIntegerField, Count, Func, Max, Q, QuerySet, Sum
 
 from .binance import SYMBOL_RE, ms_to_datetime
-from .models import Liquidation, Side, Symbol, WorkerState
+from .models import Liquidation, LiquidationMinute, RollupState, Side, Symbol, WorkerState
 
 # Timeframe → bucket length in seconds, and the longest range one request may ask for.
 TIMEFRAMES: dict[str, int] = {
@@ -169,22 +169,54 @@ class WindowStats:
 def liquidation_stats(*, symbol: str | None = None, now: datetime) -> list[WindowStats]:
     """Return long/short USD, count and the largest liquidation for each stats window.
 
-    Two queries whatever the windows: one pass of conditional aggregates over the
-    longest window (an index-only scan of the covering trade_time index on PostgreSQL),
-    then one lookup of the rows holding each window's maximum (the notional index).
+    Three small queries whatever the size of the record: the per-minute rollup for the
+    whole minutes of every window (rows up to the rollup's watermark), the raw rows the
+    rollup does not cover (each window's partial first minute, and rows newer than the
+    watermark: a second's worth while the publisher runs), then the rows holding each
+    window's maximum (the notional index). Exact at millisecond level: the rollup only
+    ever answers for whole minutes inside a window.
     """
-    longest = max(seconds for _, seconds in STATS_WINDOWS)
-    base = Liquidation.objects.filter(trade_time__gte=now - timedelta(seconds=longest))
+    watermark = RollupState.objects.filter(id=1).values_list("last_id", flat=True).first() or 0
+    windows = []
+    for label, seconds in STATS_WINDOWS:
+        since = now - timedelta(seconds=seconds)
+        first_whole = -(-datetime_to_ms(since) // 60_000) * 60  # epoch s, minute ceiling
+        windows.append((label, since, first_whole, ms_to_datetime(first_whole * 1000)))
+
+    rolled_aggregates = {}
+    for label, _, first_whole, _ in windows:
+        whole = Q(minute__gte=first_whole)
+        rolled_aggregates[f"long_{label}"] = Sum("usd", filter=whole & Q(side=Side.SELL))
+        rolled_aggregates[f"short_{label}"] = Sum("usd", filter=whole & Q(side=Side.BUY))
+        rolled_aggregates[f"count_{label}"] = Sum("count", filter=whole)
+        rolled_aggregates[f"max_{label}"] = Max("max_usd", filter=whole)
+    rolled = LiquidationMinute.objects.filter(
+        scope=symbol or "", minute__gte=min(w[2] for w in windows)
+    ).aggregate(**rolled_aggregates)
+
+    base = Liquidation.objects.filter(trade_time__gte=min(w[1] for w in windows))
     if symbol:
         base = base.filter(symbol=symbol)
-    aggregates = {}
-    for label, seconds in STATS_WINDOWS:
-        recent = Q(trade_time__gte=now - timedelta(seconds=seconds))
-        aggregates[f"long_{label}"] = Sum("notional_usd", filter=recent & Q(side=Side.SELL))
-        aggregates[f"short_{label}"] = Sum("notional_usd", filter=recent & Q(side=Side.BUY))
-        aggregates[f"count_{label}"] = Count("trade_time", filter=recent)
-        aggregates[f"max_{label}"] = Max("notional_usd", filter=recent)
-    totals = base.aggregate(**aggregates)
+    newer = Q(id__gt=watermark)
+    uncovered = newer
+    raw_aggregates = {}
+    for label, since, _, whole_from in windows:
+        edge = Q(trade_time__gte=since, trade_time__lt=whole_from)
+        uncovered |= edge
+        mine = Q(trade_time__gte=since) & (edge | newer)
+        raw_aggregates[f"long_{label}"] = Sum("notional_usd", filter=mine & Q(side=Side.SELL))
+        raw_aggregates[f"short_{label}"] = Sum("notional_usd", filter=mine & Q(side=Side.BUY))
+        raw_aggregates[f"count_{label}"] = Count("trade_time", filter=mine)
+        raw_aggregates[f"max_{label}"] = Max("notional_usd", filter=mine)
+    raw = base.filter(uncovered).aggregate(**raw_aggregates)
+
+    totals: dict[str, object] = {}
+    for key in raw_aggregates:
+        parts = [value for value in (rolled[key], raw[key]) if value is not None]
+        if key.startswith("max_"):
+            totals[key] = max(parts) if parts else None
+        else:
+            totals[key] = sum(parts)
     largest = _largest_rows(base=base, totals=totals, now=now)
     return [
         WindowStats(
@@ -192,7 +224,7 @@ def liquidation_stats(*, symbol: str | None = None, now: datetime) -> list[Windo
             seconds=seconds,
             long_usd=_usd(totals[f"long_{label}"]),
             short_usd=_usd(totals[f"short_{label}"]),
-            count=totals[f"count_{label}"],
+            count=int(totals[f"count_{label}"]),
             largest=largest.get(label),
         )
         for label, seconds in STATS_WINDOWS

@@ -1,5 +1,7 @@
 """The live stats strip: render `_stats.html`, and push it at most once a second.
 
+Each tick also advances the per-minute rollup (rollup.py) the stats are read from.
+
 Cost-bounded by design: the publisher polls the newest id once a second (a primary-key
 range read), recomputes the all-market strip only when rows arrived (or every
 IDLE_REFRESH seconds, as windows slide), and at most MAX_SYMBOLS_PER_TICK symbol strips
@@ -22,6 +24,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from . import analytics
+from .rollup import liquidation_rollup_advance
 from .services import GROUP_ALL, liquidation_broadcast, symbol_group
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,11 @@ def _messages(include_all: bool, symbols: list[str]) -> dict[str, dict]:
     return stats_messages(include_all=include_all, symbols=symbols)
 
 
+def _rollup() -> int:
+    close_old_connections()
+    return liquidation_rollup_advance()
+
+
 class StatsPublisher:
     """Once a second, broadcast fresh stats strips for the scopes that changed."""
 
@@ -119,6 +127,8 @@ class StatsPublisher:
             self._db.shutdown(wait=False)
 
     async def tick(self, last_id: int, last_all: float) -> tuple[int, float]:
+        # Keep the per-minute rollup current: it is what makes the stats cheap.
+        await self._call(_rollup)
         top, touched = await self._call(_changes, last_id)
         for symbol in touched:
             # A symbol already waiting keeps its place, so a busy one cannot starve others.

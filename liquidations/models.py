@@ -120,3 +120,40 @@ class WorkerState(models.Model):
 
     def __str__(self) -> str:
         return f"worker {self.state}"
+
+
+class LiquidationMinute(models.Model):
+    """Per-minute liquidation totals for one symbol, or the whole market (scope "").
+
+    Kept by `rollup.liquidation_rollup_advance` from rows up to RollupState.last_id, so
+    the stats strip sums at most 1,440 rows per side instead of a day of liquidations.
+    """
+
+    scope = models.CharField(max_length=30)  # a symbol, or "" for the whole market
+    minute = models.BigIntegerField()  # epoch seconds of the minute's start (UTC)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    usd = models.DecimalField(max_digits=30, decimal_places=8)
+    count = models.BigIntegerField()
+    max_usd = models.DecimalField(max_digits=30, decimal_places=8)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "minute", "side"], name="liquidation_minute_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["minute"], name="liquidation_minute_age")]
+
+    def __str__(self) -> str:
+        return f"{self.scope or 'all'} {self.minute} {self.side}: {self.usd}"
+
+
+class RollupState(models.Model):
+    """How far the per-minute rollup has read the liquidation table (one row)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"rollup up to id {self.last_id}"

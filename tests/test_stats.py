@@ -13,25 +13,43 @@ from channels.testing import WebsocketCommunicator
 from liquidations.analytics import liquidation_stats
 from liquidations.binance import ms_to_datetime
 from liquidations.live_stats import STATS_MESSAGE_TYPE, StatsPublisher, stats_html
+from liquidations.models import LiquidationMinute
+from liquidations.rollup import liquidation_rollup_advance, liquidation_rollup_catch_up
 from tests.analytics_data import DAY_BOUNDARY_S, liq, store
 
-NOW_MS = DAY_BOUNDARY_S * 1000 + 12 * 3600 * 1000  # 2025-12-28 12:00 UTC
+# 2025-12-28 12:00:30.500 UTC: windows start mid-minute, so the rollup's minutes and the
+# raw edge rows must add up exactly.
+NOW_MS = DAY_BOUNDARY_S * 1000 + 12 * 3600 * 1000 + 30_500
 NOW = ms_to_datetime(NOW_MS)
 HOUR = 3600 * 1000
+SETTLED = ms_to_datetime(NOW_MS + 10 * 365 * 24 * HOUR)  # every stored row counts as settled
+
+DAY = [
+    liq(symbol="BTCUSDT", side="SELL", T=NOW_MS - HOUR // 2, z="1", ap="1000"),  # long 1,000
+    liq(symbol="ETHUSDT", side="BUY", T=NOW_MS - HOUR, z="2", ap="1000"),  # on the 1h edge
+    # 1 ms before the 1h window, in the same minute as the row above.
+    liq(symbol="ETHUSDT", side="BUY", T=NOW_MS - HOUR - 1, z="7", ap="1000"),
+    liq(symbol="ETHUSDT", side="SELL", T=NOW_MS - 6 * HOUR, z="5", ap="1000"),  # long 5,000
+    liq(symbol="BTCUSDT", side="BUY", T=NOW_MS - 20 * HOUR, z="3", ap="100"),  # short 300
+    liq(symbol="BTCUSDT", side="SELL", T=NOW_MS - 24 * HOUR, z="1", ap="50"),  # on the 24h edge
+    liq(symbol="BTCUSDT", side="SELL", T=NOW_MS - 24 * HOUR - 1, z="9", ap="9999"),  # too old
+]
 
 
-def _store_day() -> None:
-    store(
-        liq(symbol="BTCUSDT", side="SELL", T=NOW_MS - HOUR // 2, z="1", ap="1000"),  # long 1,000
-        liq(symbol="ETHUSDT", side="BUY", T=NOW_MS - HOUR, z="2", ap="1000"),  # short, on 1h edge
-        liq(symbol="ETHUSDT", side="SELL", T=NOW_MS - 6 * HOUR, z="5", ap="1000"),  # long 5,000
-        liq(symbol="BTCUSDT", side="BUY", T=NOW_MS - 20 * HOUR, z="3", ap="100"),  # short 300
-        liq(symbol="BTCUSDT", side="SELL", T=NOW_MS - 24 * HOUR - 1, z="9", ap="9999"),  # too old
-    )
+def _store_day(mode: str = "raw") -> None:
+    """Store the day; "rolled": all in the rollup; "mixed": half rolled, half newer."""
+    if mode == "mixed":
+        store(*DAY[::2])
+        liquidation_rollup_catch_up(now=NOW, settled_before=SETTLED)
+        store(*DAY[1::2])
+        return
+    store(*DAY)
+    if mode == "rolled":
+        liquidation_rollup_catch_up(now=NOW, settled_before=SETTLED)
 
 
-def check_windows() -> None:
-    _store_day()
+def check_windows(mode: str) -> None:
+    _store_day(mode)
     stats = {w.label: w for w in liquidation_stats(now=NOW)}
     assert list(stats) == ["1h", "4h", "12h", "24h"]
     got = {
@@ -40,34 +58,66 @@ def check_windows() -> None:
     }
     assert got == {
         "1h": (Decimal("1000.00"), Decimal("2000.00"), 2, "ETHUSDT", Decimal(2000)),
-        "4h": (Decimal("1000.00"), Decimal("2000.00"), 2, "ETHUSDT", Decimal(2000)),
-        "12h": (Decimal("6000.00"), Decimal("2000.00"), 3, "ETHUSDT", Decimal(5000)),
-        "24h": (Decimal("6000.00"), Decimal("2300.00"), 4, "ETHUSDT", Decimal(5000)),
-    }
-    assert stats["12h"].largest.trade_time == ms_to_datetime(NOW_MS - 6 * HOUR)
-    assert stats["12h"].largest.is_long_liquidated
+        "4h": (Decimal("1000.00"), Decimal("9000.00"), 3, "ETHUSDT", Decimal(7000)),
+        "12h": (Decimal("6000.00"), Decimal("9000.00"), 4, "ETHUSDT", Decimal(7000)),
+        "24h": (Decimal("6050.00"), Decimal("9300.00"), 6, "ETHUSDT", Decimal(7000)),
+    }, mode
+    assert stats["4h"].largest.trade_time == ms_to_datetime(NOW_MS - HOUR - 1)
+    assert not stats["4h"].largest.is_long_liquidated
     btc = {w.label: w for w in liquidation_stats(symbol="BTCUSDT", now=NOW)}
     assert (btc["1h"].long_usd, btc["1h"].short_usd, btc["1h"].count) == (
         Decimal("1000.00"),
         Decimal("0.00"),
         1,
     )
-    assert (btc["24h"].short_usd, btc["24h"].count, btc["24h"].largest.usd) == (
+    assert (btc["24h"].long_usd, btc["24h"].short_usd, btc["24h"].count) == (
+        Decimal("1050.00"),
         Decimal("300.00"),
-        2,
-        Decimal(1000),
+        3,
     )
+    assert btc["24h"].largest.usd == Decimal(1000)
 
 
 @pytest.mark.django_db
-def test_stats_windows_sum_count_and_find_the_largest():
-    check_windows()
+@pytest.mark.parametrize("mode", ["raw", "rolled", "mixed"])
+def test_stats_windows_sum_count_and_find_the_largest(mode):
+    check_windows(mode)
 
 
 @pytest.mark.production
 @pytest.mark.django_db
-def test_pg_stats_windows_sum_count_and_find_the_largest():
-    check_windows()
+@pytest.mark.parametrize("mode", ["raw", "rolled", "mixed"])
+def test_pg_stats_windows_sum_count_and_find_the_largest(mode):
+    check_windows(mode)
+
+
+@pytest.mark.django_db
+def test_rollup_keeps_minute_totals_and_a_watermark():
+    _store_day("rolled")
+    minutes = {
+        (m.scope, m.minute, m.side): (m.usd, m.count, m.max_usd)
+        for m in LiquidationMinute.objects.all()
+    }
+    edge_minute = (NOW_MS - HOUR) // 60_000 * 60
+    assert minutes[("ETHUSDT", edge_minute, "BUY")] == (Decimal(9000), 2, Decimal(7000))
+    assert minutes[("", edge_minute, "BUY")] == (Decimal(9000), 2, Decimal(7000))
+    # Every row, once per symbol and once for the market (the one just outside 24 h too:
+    # the rollup keeps 25 h; the stats only read whole minutes inside their windows).
+    assert sum(count for _, count, _ in minutes.values()) == 2 * 7
+    # Nothing new: the watermark stays, nothing is counted twice.
+    assert liquidation_rollup_advance(now=NOW, settled_before=SETTLED) == 0
+    store(liq(symbol="ETHUSDT", side="BUY", T=NOW_MS - HOUR + 1, z="1", ap="1"))
+    assert liquidation_rollup_advance(now=NOW, settled_before=SETTLED) == 1
+    assert LiquidationMinute.objects.get(scope="ETHUSDT", minute=edge_minute, side="BUY").count == 3
+
+
+@pytest.mark.django_db
+def test_rollup_waits_for_rows_to_settle():
+    store(liq(symbol="BTCUSDT", T=NOW_MS - HOUR))
+    # Stored just now (received_at): not yet settled, so not rolled up; stats still see it.
+    assert liquidation_rollup_advance(now=NOW) == 0
+    assert LiquidationMinute.objects.count() == 0
+    assert liquidation_stats(now=NOW)[-1].count == 1
 
 
 @pytest.mark.django_db
@@ -97,7 +147,7 @@ def test_stats_strip_renders_each_window():
     assert 'hx-swap-oob="outerHTML"' in html
     for label in ("1h", "4h", "12h", "24h"):
         assert f'data-window="{label}"' in html
-    assert "$6,000" in html and "$2,300" in html
+    assert "$6,050" in html and "$9,300" in html
     assert 'href="/ETHUSDT/"' in html
     assert "hx-swap-oob" not in stats_html(now=NOW)
 
