@@ -153,6 +153,8 @@ class RollupState(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_id = models.BigIntegerField(default=0)
+    # Rows up to last_id with trade_time from here on are all in the rollup.
+    covers_from = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

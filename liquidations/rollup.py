@@ -10,14 +10,14 @@ rollup does not cover yet (see analytics.liquidation_stats).
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
-from .analytics import EpochBucket
+from .analytics import EpochBucket, datetime_to_ms
 from .models import Liquidation, LiquidationMinute, RollupState
 
 # Stats need the last 24 hours; an hour more absorbs clock skew between processes.
@@ -74,8 +74,12 @@ def liquidation_rollup_advance(
         if totals:
             _merge(totals)
         state.last_id = top
-        state.save(update_fields=["last_id", "updated_at"])
-        horizon_minute = int(horizon.timestamp()) // 60 * 60
+        # Rows older than the horizon were skipped and old minutes are pruned: the
+        # rollup answers from the first whole minute after the horizon on.
+        horizon_minute = -(-datetime_to_ms(horizon) // 60_000) * 60
+        covers_from = datetime.fromtimestamp(horizon_minute, tz=UTC)
+        state.covers_from = max(filter(None, (state.covers_from, covers_from)))
+        state.save(update_fields=["last_id", "covers_from", "updated_at"])
         LiquidationMinute.objects.filter(minute__lt=horizon_minute).delete()
     return added
 

@@ -13,7 +13,9 @@ import pytest
 
 from liquidations.analytics import MAX_RANGE, TIMEFRAMES
 from liquidations.api import format_usd
+from liquidations.binance import ms_to_datetime
 from liquidations.models import Symbol
+from liquidations.rollup import liquidation_rollup_catch_up
 from tests.analytics_data import DAY_BOUNDARY_S, liq, store
 
 VOLUME = "/api/v1/liquidation-volume"
@@ -23,8 +25,19 @@ def volume(client, symbol: str, timeframe: str, **params):
     return client.get(f"{VOLUME}/{symbol}/{timeframe}", params)
 
 
-def check_bucket_boundaries(client) -> None:
-    """Events exactly on, just before and just after UTC boundaries, for every timeframe."""
+def roll_up(*, now_ms: int) -> None:
+    """Roll every stored row up as the worker would, its clock at now_ms."""
+    liquidation_rollup_catch_up(
+        now=ms_to_datetime(now_ms), settled_before=ms_to_datetime(now_ms + 10**12)
+    )
+
+
+def check_bucket_boundaries(client, *, rolled: bool = False) -> None:
+    """Events exactly on, just before and just after UTC boundaries, for every timeframe.
+
+    rolled: the per-minute rollup holds the rows (it covers the last 25 h of its clock:
+    timeframes up to 4h are then summed from it, 1d from the rows).
+    """
     for index, (timeframe, seconds) in enumerate(TIMEFRAMES.items()):
         symbol = f"EDGE{index}USDT"
         boundary_ms = DAY_BOUNDARY_S * 1000
@@ -35,6 +48,8 @@ def check_bucket_boundaries(client) -> None:
             liq(symbol=symbol, T=boundary_ms + step_ms - 1, side="SELL", z="3", ap="10"),
             liq(symbol=symbol, T=boundary_ms + step_ms, side="BUY", z="4", ap="10"),
         )
+        if rolled:
+            roll_up(now_ms=boundary_ms + 20 * 3600 * 1000)
         response = volume(
             client,
             symbol,
@@ -58,7 +73,7 @@ def check_bucket_boundaries(client) -> None:
         assert [(b["time"], b["count"]) for b in response.json()["data"]] == [(DAY_BOUNDARY_S, 2)]
 
 
-def check_volume_sums(client) -> None:
+def check_volume_sums(client, *, rolled: bool = False) -> None:
     """buy/sell/total/delta against amounts computed by hand."""
     t0 = DAY_BOUNDARY_S * 1000 + 60_000 * 7  # 00:07 UTC
     store(
@@ -70,6 +85,10 @@ def check_volume_sums(client) -> None:
         liq(symbol="OTHERUSDT", T=t0 + 5_000, side="BUY", z="9", ap="9"),
         liq(symbol="SUMSUSDT", T=t0 + 60_000, side="SELL", z="5", ap="1"),
     )
+    if rolled:
+        roll_up(now_ms=t0 + 3600 * 1000)
+        # A row newer than the rollup's watermark still counts.
+        store(liq(symbol="SUMSUSDT", T=t0 + 59_999, side="BUY", z="1", ap="0.01"))
     response = volume(client, "SUMSUSDT", "1m", start_time=t0, end_time=t0 + 60_000)
     body = response.json()
     assert body["symbol"] == "SUMSUSDT"
@@ -79,15 +98,15 @@ def check_volume_sums(client) -> None:
     assert bucket == {
         "time": t0 // 1000,
         "timestamp_ms": t0,
-        "buy_volume": "1235500.00",
+        "buy_volume": "1235500.01" if rolled else "1235500.00",
         "sell_volume": "287.51",
-        "total_volume": "1235787.51",
-        "delta_volume": "1235212.49",
+        "total_volume": "1235787.52" if rolled else "1235787.51",
+        "delta_volume": "1235212.50" if rolled else "1235212.49",
         "buy_volume_formatted": "1.24M",
         "sell_volume_formatted": "287.51",
         "total_volume_formatted": "1.24M",
         "delta_volume_formatted": "1.24M",
-        "count": 4,
+        "count": 5 if rolled else 4,
     }
     # Longs liquidated only: delta is negative.
     response = volume(client, "SUMSUSDT", "1m", start_time=t0 + 60_000, end_time=t0 + 120_000)
@@ -129,13 +148,15 @@ def check_range_pagination_with_ties(client) -> None:
 
 
 @pytest.mark.django_db
-def test_buckets_align_to_utc_boundaries_for_every_timeframe(client):
-    check_bucket_boundaries(client)
+@pytest.mark.parametrize("rolled", [False, True], ids=["rows", "rollup"])
+def test_buckets_align_to_utc_boundaries_for_every_timeframe(client, rolled):
+    check_bucket_boundaries(client, rolled=rolled)
 
 
 @pytest.mark.django_db
-def test_volume_sums_match_hand_computed_values(client):
-    check_volume_sums(client)
+@pytest.mark.parametrize("rolled", [False, True], ids=["rows", "rollup"])
+def test_volume_sums_match_hand_computed_values(client, rolled):
+    check_volume_sums(client, rolled=rolled)
 
 
 @pytest.mark.django_db
@@ -145,14 +166,16 @@ def test_liquidations_range_pages_through_ties_in_time_order(client):
 
 @pytest.mark.production
 @pytest.mark.django_db
-def test_pg_buckets_align_to_utc_boundaries(client):
-    check_bucket_boundaries(client)
+@pytest.mark.parametrize("rolled", [False, True], ids=["rows", "rollup"])
+def test_pg_buckets_align_to_utc_boundaries(client, rolled):
+    check_bucket_boundaries(client, rolled=rolled)
 
 
 @pytest.mark.production
 @pytest.mark.django_db
-def test_pg_volume_sums_match_hand_computed_values(client):
-    check_volume_sums(client)
+@pytest.mark.parametrize("rolled", [False, True], ids=["rows", "rollup"])
+def test_pg_volume_sums_match_hand_computed_values(client, rolled):
+    check_volume_sums(client, rolled=rolled)
 
 
 @pytest.mark.production
