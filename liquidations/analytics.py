@@ -25,7 +25,15 @@ from django.db.models import (
 )
 
 from .binance import SYMBOL_RE, ms_to_datetime
-from .models import Liquidation, LiquidationMinute, RollupState, Side, Symbol, WorkerState
+from .models import (
+    Liquidation,
+    LiquidationHour,
+    LiquidationMinute,
+    RollupState,
+    Side,
+    Symbol,
+    WorkerState,
+)
 
 # Timeframe → bucket length in seconds, and the longest range one request may ask for.
 TIMEFRAMES: dict[str, int] = {
@@ -55,6 +63,20 @@ STATS_WINDOWS: tuple[tuple[str, int], ...] = (
 CENT = Decimal("0.01")
 
 
+def epoch_bucket_sql(vendor: str, column_sql: str, seconds: int) -> str:
+    """Return SQL for the epoch seconds of the UTC bucket start holding a datetime column.
+
+    For a cursor with parameters: SQLite's strftime('%s') is written '%%s'.
+    """
+    n = int(seconds)
+    if vendor == "sqlite":
+        # Django keeps SQLite datetimes as UTC text; '%s' is seconds since the epoch.
+        return f"((CAST(strftime('%%s', {column_sql}) AS INTEGER) / {n}) * {n})"
+    if vendor == "postgresql":
+        return f"(CAST(FLOOR(EXTRACT(EPOCH FROM {column_sql}) / {n}) AS BIGINT) * {n})"
+    raise NotSupportedError(f"epoch buckets are not implemented for {vendor}")
+
+
 class EpochBucket(Func):
     """Epoch seconds of the start of the UTC bucket (`seconds` long) holding a datetime.
 
@@ -74,19 +96,9 @@ class EpochBucket(Func):
         self.seconds = seconds
 
     def as_sql(self, compiler, connection, **extra_context):
-        raise NotSupportedError(f"EpochBucket is not implemented for {connection.vendor}")
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        # '%%%%s' survives the template's %-formatting and the backend's %%-unescaping
-        # as strftime's '%s' (seconds since the epoch; fractions are dropped).
-        n = self.seconds
-        template = f"((CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) / {n}) * {n})"
-        return super().as_sql(compiler, connection, template=template, **extra_context)
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        n = self.seconds
-        template = f"(CAST(FLOOR(EXTRACT(EPOCH FROM %(expressions)s) / {n}) AS BIGINT) * {n})"
-        return super().as_sql(compiler, connection, template=template, **extra_context)
+        (expression,) = self.get_source_expressions()
+        sql, params = compiler.compile(expression)
+        return epoch_bucket_sql(connection.vendor, sql, self.seconds), params
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,25 +136,25 @@ def liquidation_volume(
 ) -> list[VolumeBucket]:
     """Return non-empty buckets of [start, end) for the symbol, oldest first.
 
-    Grouped in the database: whole minutes the per-minute rollup covers are summed from
-    it (a day of 1m buckets is at most 2,880 rollup rows, whatever the liquidation
-    count); the rest (partial edge minutes, rows newer than the rollup's watermark, or
-    a range older than the rollup keeps) in one grouped query over the liquidations.
+    Grouped in the database: the whole rollup buckets inside the range (hours for 1h
+    and longer, minutes below) are summed from the rollup, which holds a few thousand
+    rows whatever the liquidation count; the rest (partial edge buckets, rows newer
+    than the rollup's watermark, or a range older than a rollup keeps) comes from one
+    grouped query over the liquidations.
     """
-    state = RollupState.objects.filter(id=1).values("last_id", "covers_from").first()
     buckets: dict[int, list] = {}
     raw = Liquidation.objects.filter(symbol=symbol, trade_time__gte=start, trade_time__lt=end)
-    if state and state["covers_from"] and start >= state["covers_from"] and seconds % 60 == 0:
-        first_whole = -(-datetime_to_ms(start) // 60_000) * 60
-        end_whole = datetime_to_ms(end) // 60_000 * 60
+    rollup = _volume_rollup(seconds=seconds, start=start)
+    if rollup is not None:
+        model, step, last_id = rollup
+        first_whole = -(-datetime_to_ms(start) // (step * 1000)) * step
+        end_whole = datetime_to_ms(end) // (step * 1000) * step
         if first_whole < end_whole:
             rolled = (
-                LiquidationMinute.objects.filter(
-                    scope=symbol, minute__gte=first_whole, minute__lt=end_whole
-                )
+                model.objects.filter(scope=symbol, start__gte=first_whole, start__lt=end_whole)
                 .values(
                     bucket=ExpressionWrapper(
-                        F("minute") / seconds * seconds, output_field=BigIntegerField()
+                        F("start") / seconds * seconds, output_field=BigIntegerField()
                     )
                 )
                 .annotate(
@@ -156,7 +168,7 @@ def liquidation_volume(
             raw = raw.filter(
                 Q(trade_time__lt=ms_to_datetime(first_whole * 1000))
                 | Q(trade_time__gte=ms_to_datetime(end_whole * 1000))
-                | Q(id__gt=state["last_id"])
+                | Q(id__gt=last_id)
             )
     grouped = (
         raw.values(bucket=EpochBucket("trade_time", seconds=seconds))
@@ -173,6 +185,18 @@ def liquidation_volume(
         VolumeBucket(time=time, buy_volume=_usd(buy), sell_volume=_usd(sell), count=count)
         for time, (buy, sell, count) in sorted(buckets.items())
     ]
+
+
+def _volume_rollup(*, seconds: int, start: datetime):
+    """Return (rollup model, its bucket seconds, watermark) that can serve, or None."""
+    state = RollupState.objects.filter(id=1).values("last_id", "minutes_from", "hours_from").first()
+    if state is None:
+        return None
+    if seconds % 3600 == 0 and state["hours_from"] and start >= state["hours_from"]:
+        return LiquidationHour, 3600, state["last_id"]
+    if seconds % 60 == 0 and state["minutes_from"] and start >= state["minutes_from"]:
+        return LiquidationMinute, 60, state["last_id"]
+    return None
 
 
 def _add_buckets(buckets: dict[int, list], rows) -> None:
@@ -233,13 +257,13 @@ def liquidation_stats(*, symbol: str | None = None, now: datetime) -> list[Windo
 
     rolled_aggregates = {}
     for label, _, first_whole, _ in windows:
-        whole = Q(minute__gte=first_whole)
+        whole = Q(start__gte=first_whole)
         rolled_aggregates[f"long_{label}"] = Sum("usd", filter=whole & Q(side=Side.SELL))
         rolled_aggregates[f"short_{label}"] = Sum("usd", filter=whole & Q(side=Side.BUY))
         rolled_aggregates[f"count_{label}"] = Sum("count", filter=whole)
         rolled_aggregates[f"max_{label}"] = Max("max_usd", filter=whole)
     rolled = LiquidationMinute.objects.filter(
-        scope=symbol or "", minute__gte=min(w[2] for w in windows)
+        scope=symbol or "", start__gte=min(w[2] for w in windows)
     ).aggregate(**rolled_aggregates)
 
     base = Liquidation.objects.filter(trade_time__gte=min(w[1] for w in windows))

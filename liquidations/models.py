@@ -122,30 +122,37 @@ class WorkerState(models.Model):
         return f"worker {self.state}"
 
 
-class LiquidationMinute(models.Model):
-    """Per-minute liquidation totals for one symbol, or the whole market (scope "").
+class RollupBucket(models.Model):
+    """Liquidation totals of one time bucket for one symbol, or the whole market (scope "").
 
     Kept by `rollup.liquidation_rollup_advance` from rows up to RollupState.last_id, so
-    the stats strip sums at most 1,440 rows per side instead of a day of liquidations.
+    stats and volume sum a few thousand buckets instead of millions of liquidations.
     """
 
     scope = models.CharField(max_length=30)  # a symbol, or "" for the whole market
-    minute = models.BigIntegerField()  # epoch seconds of the minute's start (UTC)
+    start = models.BigIntegerField()  # epoch seconds of the bucket's start (UTC)
     side = models.CharField(max_length=4, choices=Side.choices)
     usd = models.DecimalField(max_digits=30, decimal_places=8)
     count = models.BigIntegerField()
     max_usd = models.DecimalField(max_digits=30, decimal_places=8)
 
     class Meta:
+        abstract = True
         constraints = [
-            models.UniqueConstraint(
-                fields=["scope", "minute", "side"], name="liquidation_minute_key"
-            ),
+            models.UniqueConstraint(fields=["scope", "start", "side"], name="%(class)s_key"),
         ]
-        indexes = [models.Index(fields=["minute"], name="liquidation_minute_age")]
+        indexes = [models.Index(fields=["start"], name="%(class)s_age")]
 
     def __str__(self) -> str:
-        return f"{self.scope or 'all'} {self.minute} {self.side}: {self.usd}"
+        return f"{self.scope or 'all'} {self.start} {self.side}: {self.usd}"
+
+
+class LiquidationMinute(RollupBucket):
+    """Per-minute totals (kept ROLLUP_MINUTES_FOR): stats windows and volume up to 30m."""
+
+
+class LiquidationHour(RollupBucket):
+    """Per-hour totals (kept ROLLUP_HOURS_FOR): volume for 1h, 4h and 1d."""
 
 
 class RollupState(models.Model):
@@ -153,8 +160,9 @@ class RollupState(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_id = models.BigIntegerField(default=0)
-    # Rows up to last_id with trade_time from here on are all in the rollup.
-    covers_from = models.DateTimeField(null=True, blank=True)
+    # Rows up to last_id with trade_time from these on are all in the minute / hour tables.
+    minutes_from = models.DateTimeField(null=True, blank=True)
+    hours_from = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

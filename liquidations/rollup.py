@@ -1,33 +1,31 @@
-"""Writes: the per-minute rollup behind the stats strip.
+"""Writes: the per-minute and per-hour rollups behind stats and volume.
 
-A day of liquidations can be hundreds of thousands of rows; summing them for every page
-view costs hundreds of milliseconds. The rollup keeps per-minute totals per symbol and
-for the whole market, advanced incrementally (by id) once a second by the stats
-publisher, so the stats read at most 1,440 minutes per side plus the few raw rows the
-rollup does not cover yet (see analytics.liquidation_stats).
+A day of liquidations can be hundreds of thousands of rows, a year tens of millions;
+summing them per page view costs seconds. The rollups keep totals per symbol and for
+the whole market, per minute (15 days: stats windows, volume up to 30m buckets) and per
+hour (400 days: volume in 1h, 4h and 1d buckets). They are advanced incrementally, by
+id, once a second by the stats publisher; readers add the few raw rows a rollup does
+not cover yet (see analytics.liquidation_stats and analytics.liquidation_volume).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import Count, Max, Sum
+from django.db import connection, transaction
 from django.utils import timezone
 
-from .analytics import EpochBucket, datetime_to_ms
-from .models import Liquidation, LiquidationMinute, RollupState
+from .analytics import datetime_to_ms, epoch_bucket_sql
+from .models import Liquidation, LiquidationHour, LiquidationMinute, RollupState
 
-# Stats need the last 24 hours; an hour more absorbs clock skew between processes.
-ROLLUP_HORIZON = timedelta(hours=25)
+ROLLUP_MINUTES_FOR = timedelta(days=15)  # > 14 days, the longest 30m range
+ROLLUP_HOURS_FOR = timedelta(days=400)  # > 365 days, the longest 1d range
 # Rows are rolled up once their insert is surely committed: ids are handed out at insert
 # time, so a slow concurrent transaction (a backfill) can commit a lower id after a
 # higher one. Waiting this long after `received_at` keeps the id watermark contiguous.
 SETTLE = timedelta(seconds=5)
-MAX_ROWS_PER_ADVANCE = 200_000
-ALL_SCOPE = ""
+MAX_ROWS_PER_ADVANCE = 500_000
+TABLES = ((LiquidationMinute, 60, ROLLUP_MINUTES_FOR), (LiquidationHour, 3600, ROLLUP_HOURS_FOR))
 
 
 def liquidation_rollup_advance(
@@ -36,10 +34,10 @@ def liquidation_rollup_advance(
     settled_before: datetime | None = None,
     max_rows: int = MAX_ROWS_PER_ADVANCE,
 ) -> int:
-    """Add settled rows past the watermark to the per-minute totals; return rows added.
+    """Add settled rows past the watermark to the rollups; return how far it moved (ids).
 
-    now: the clock the 25 h horizon is measured from; settled_before: rows received
-    before this are surely committed (default: now - SETTLE).
+    now: the clock retention is measured from; settled_before: rows received before
+    this are surely committed (default: now - SETTLE).
     """
     now = now or timezone.now()
     settled_before = settled_before or now - SETTLE
@@ -55,72 +53,65 @@ def liquidation_rollup_advance(
         if settled_top is None or settled_top <= state.last_id:
             return 0
         top = min(settled_top, state.last_id + max_rows)
-        horizon = now - ROLLUP_HORIZON
-        groups = (
-            Liquidation.objects.filter(id__gt=state.last_id, id__lte=top, trade_time__gte=horizon)
-            .values("symbol", "side", minute=EpochBucket("trade_time", seconds=60))
-            .annotate(usd=Sum("notional_usd"), count=Count("id"), max_usd=Max("notional_usd"))
-            .order_by()
-        )
-        totals: dict[tuple[str, int, str], list] = defaultdict(lambda: [Decimal(0), 0, Decimal(0)])
-        added = 0
-        for group in groups:
-            added += group["count"]
-            for scope in (group["symbol"], ALL_SCOPE):
-                total = totals[(scope, group["minute"], group["side"])]
-                total[0] += group["usd"]
-                total[1] += group["count"]
-                total[2] = max(total[2], group["max_usd"])
-        if totals:
-            _merge(totals)
+        covered = {}
+        for model, seconds, keep in TABLES:
+            # Rows older than the retention are skipped and old buckets pruned: the
+            # table answers from its first whole bucket after the horizon on.
+            first = -(-datetime_to_ms(now - keep) // (seconds * 1000)) * seconds
+            _upsert(model, seconds, after_id=state.last_id, up_to_id=top, since=first)
+            model.objects.filter(start__lt=first).delete()
+            covered[model] = datetime.fromtimestamp(first, tz=UTC)
+        moved = top - state.last_id
         state.last_id = top
-        # Rows older than the horizon were skipped and old minutes are pruned: the
-        # rollup answers from the first whole minute after the horizon on.
-        horizon_minute = -(-datetime_to_ms(horizon) // 60_000) * 60
-        covers_from = datetime.fromtimestamp(horizon_minute, tz=UTC)
-        state.covers_from = max(filter(None, (state.covers_from, covers_from)))
-        state.save(update_fields=["last_id", "covers_from", "updated_at"])
-        LiquidationMinute.objects.filter(minute__lt=horizon_minute).delete()
-    return added
+        state.minutes_from = _later(state.minutes_from, covered[LiquidationMinute])
+        state.hours_from = _later(state.hours_from, covered[LiquidationHour])
+        state.save(update_fields=["last_id", "minutes_from", "hours_from", "updated_at"])
+    return moved
 
 
-def _merge(totals: dict[tuple[str, int, str], list]) -> None:
-    minutes = [minute for _, minute, _ in totals]
-    scopes = {scope for scope, _, _ in totals}
-    existing = LiquidationMinute.objects.filter(
-        minute__gte=min(minutes), minute__lte=max(minutes), scope__in=scopes
-    ).values_list("scope", "minute", "side", "usd", "count", "max_usd")
-    for scope, minute, side, usd, count, max_usd in existing:
-        total = totals.get((scope, minute, side))
-        if total is not None:
-            total[0] += usd
-            total[1] += count
-            total[2] = max(total[2], max_usd)
-    LiquidationMinute.objects.bulk_create(
-        [
-            LiquidationMinute(
-                scope=scope, minute=minute, side=side, usd=usd, count=count, max_usd=max_usd
-            )
-            for (scope, minute, side), (usd, count, max_usd) in totals.items()
-        ],
-        update_conflicts=True,
-        unique_fields=["scope", "minute", "side"],
-        update_fields=["usd", "count", "max_usd"],
-        batch_size=2000,
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None else max(a, b)
+
+
+def _upsert(model, seconds: int, *, after_id: int, up_to_id: int, since: int) -> None:
+    """One INSERT .. SELECT .. GROUP BY .. ON CONFLICT DO UPDATE (adds to existing totals)."""
+    quote = connection.ops.quote_name
+    source = quote(Liquidation._meta.db_table)
+    target = quote(model._meta.db_table)
+    bucket = epoch_bucket_sql(connection.vendor, quote("trade_time"), seconds)
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    since_at = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(since, tz=UTC))
+    where = f"{quote('id')} > %s AND {quote('id')} <= %s AND {quote('trade_time')} >= %s"
+    params = [after_id, up_to_id, since_at]
+    rows = (
+        f"SELECT {quote('symbol')} AS scope, {bucket} AS start, {quote('side')} AS side, "
+        f"{quote('notional_usd')} AS usd FROM {source} WHERE {where} "
+        f"UNION ALL "
+        f"SELECT '' AS scope, {bucket} AS start, {quote('side')} AS side, "
+        f"{quote('notional_usd')} AS usd FROM {source} WHERE {where}"
     )
+    scope, start, side, usd, count, max_usd = (
+        quote(name) for name in ("scope", "start", "side", "usd", "count", "max_usd")
+    )
+    # "WHERE 1 = 1": SQLite would otherwise read ON CONFLICT as a join constraint.
+    sql = (
+        f"INSERT INTO {target} ({scope}, {start}, {side}, {usd}, {count}, {max_usd}) "
+        f"SELECT scope, start, side, SUM(usd), COUNT(*), MAX(usd) FROM ({rows}) AS new_rows "
+        f"WHERE 1 = 1 GROUP BY scope, start, side "
+        f"ON CONFLICT ({scope}, {start}, {side}) DO UPDATE SET "
+        f"{usd} = {target}.{usd} + excluded.{usd}, "
+        f"{count} = {target}.{count} + excluded.{count}, "
+        f"{max_usd} = {greatest}({target}.{max_usd}, excluded.{max_usd})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *params])
 
 
 def liquidation_rollup_catch_up(
     *, now: datetime | None = None, settled_before: datetime | None = None
 ) -> int:
-    """Advance until no settled row is left past the watermark; return rows added."""
-    added = 0
-    while True:
-        before = _watermark()
-        added += liquidation_rollup_advance(now=now, settled_before=settled_before)
-        if _watermark() == before:
-            return added
-
-
-def _watermark() -> int:
-    return RollupState.objects.filter(id=1).values_list("last_id", flat=True).first() or 0
+    """Advance until no settled row is left past the watermark; return ids moved."""
+    moved = 0
+    while step := liquidation_rollup_advance(now=now, settled_before=settled_before):
+        moved += step
+    return moved

@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from liquidations.analytics import liquidation_stats
 from liquidations.binance import ms_to_datetime
 from liquidations.live_stats import STATS_MESSAGE_TYPE, StatsPublisher, stats_html
-from liquidations.models import LiquidationMinute
+from liquidations.models import LiquidationHour, LiquidationMinute
 from liquidations.rollup import liquidation_rollup_advance, liquidation_rollup_catch_up
 from tests.analytics_data import DAY_BOUNDARY_S, liq, store
 
@@ -95,20 +95,22 @@ def test_pg_stats_windows_sum_count_and_find_the_largest(mode):
 def test_rollup_keeps_minute_totals_and_a_watermark():
     _store_day("rolled")
     minutes = {
-        (m.scope, m.minute, m.side): (m.usd, m.count, m.max_usd)
+        (m.scope, m.start, m.side): (m.usd, m.count, m.max_usd)
         for m in LiquidationMinute.objects.all()
     }
     edge_minute = (NOW_MS - HOUR) // 60_000 * 60
     assert minutes[("ETHUSDT", edge_minute, "BUY")] == (Decimal(9000), 2, Decimal(7000))
     assert minutes[("", edge_minute, "BUY")] == (Decimal(9000), 2, Decimal(7000))
     # Every row, once per symbol and once for the market (the one just outside 24 h too:
-    # the rollup keeps 25 h; the stats only read whole minutes inside their windows).
+    # the rollup keeps 15 days; the stats only read whole minutes inside their windows).
     assert sum(count for _, count, _ in minutes.values()) == 2 * 7
     # Nothing new: the watermark stays, nothing is counted twice.
     assert liquidation_rollup_advance(now=NOW, settled_before=SETTLED) == 0
     store(liq(symbol="ETHUSDT", side="BUY", T=NOW_MS - HOUR + 1, z="1", ap="1"))
     assert liquidation_rollup_advance(now=NOW, settled_before=SETTLED) == 1
-    assert LiquidationMinute.objects.get(scope="ETHUSDT", minute=edge_minute, side="BUY").count == 3
+    assert LiquidationMinute.objects.get(scope="ETHUSDT", start=edge_minute, side="BUY").count == 3
+    hour = (NOW_MS - HOUR) // 3_600_000 * 3600
+    assert LiquidationHour.objects.get(scope="", start=hour, side="BUY").usd == Decimal(9001)
 
 
 @pytest.mark.django_db
