@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from . import analytics
 from .rollup import liquidation_rollup_advance
-from .services import GROUP_ALL, liquidation_broadcast, symbol_group
+from .services import liquidation_broadcast
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,14 @@ STATS_MESSAGE_TYPE = "liquidations.stats"
 PUBLISH_INTERVAL = 1.0
 MAX_SYMBOLS_PER_TICK = 10
 IDLE_REFRESH = 15.0
+
+
+def stats_group(symbol: str | None) -> str:
+    """Return the group whose members get the stats strip of one scope.
+
+    Separate from the feed groups, which carry only row batches (their contract).
+    """
+    return f"stats.{symbol}" if symbol else "stats.all"
 
 
 def stats_context(*, symbol: str | None = None, now: datetime | None = None) -> dict:
@@ -52,12 +60,12 @@ def stats_messages(*, include_all: bool, symbols: list[str]) -> dict[str, dict]:
     now = timezone.now()
     messages = {}
     if include_all:
-        messages[GROUP_ALL] = {
+        messages[stats_group(None)] = {
             "type": STATS_MESSAGE_TYPE,
             "html": stats_html(now=now, oob=True),
         }
     for symbol in symbols:
-        messages[symbol_group(symbol)] = {
+        messages[stats_group(symbol)] = {
             "type": STATS_MESSAGE_TYPE,
             "html": stats_html(symbol=symbol, now=now, oob=True),
         }

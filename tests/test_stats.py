@@ -167,7 +167,7 @@ def test_pages_show_the_stats_strip(client):
 async def test_publisher_sends_bounded_strips_for_touched_scopes():
     layer = get_channel_layer()
     members = {}
-    for group in ("liquidations.all", "liquidations.AUSDT", "liquidations.BUSDT"):
+    for group in ("stats.all", "stats.AUSDT", "stats.BUSDT"):
         members[group] = await layer.new_channel()
         await layer.group_add(group, members[group])
     publisher = StatsPublisher(channel_layer=layer, max_symbols=1, idle_refresh=3600)
@@ -182,15 +182,15 @@ async def test_publisher_sends_bounded_strips_for_touched_scopes():
     )
     state = await publisher.tick(*state)
     # The all-market strip and one symbol (the bound), oldest-touched first.
-    message = await layer.receive(members["liquidations.all"])
+    message = await layer.receive(members["stats.all"])
     assert message["type"] == STATS_MESSAGE_TYPE
     assert 'id="liquidation-stats"' in message["html"] and "$30" in message["html"]
-    first = await layer.receive(members["liquidations.AUSDT"])
+    first = await layer.receive(members["stats.AUSDT"])
     assert 'data-scope="AUSDT"' in first["html"]
     assert publisher.published == 2
     # Next tick, no new rows: the waiting symbol gets its turn, the all strip does not.
     state = await publisher.tick(*state)
-    second = await layer.receive(members["liquidations.BUSDT"])
+    second = await layer.receive(members["stats.BUSDT"])
     assert 'data-scope="BUSDT"' in second["html"]
     assert publisher.published == 3
     state = await publisher.tick(*state)
@@ -209,9 +209,7 @@ async def test_feed_socket_forwards_the_stats_strip():
     connected, _ = await communicator.connect()
     assert connected
     html = '<section id="liquidation-stats" hx-swap-oob="outerHTML">x</section>'
-    await get_channel_layer().group_send(
-        "liquidations.all", {"type": STATS_MESSAGE_TYPE, "html": html}
-    )
+    await get_channel_layer().group_send("stats.all", {"type": STATS_MESSAGE_TYPE, "html": html})
     for _ in range(5):  # skip the status frames the feed also sends
         frame = await communicator.receive_from(timeout=2)
         if "liquidation-stats" in frame:
