@@ -96,4 +96,23 @@ async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, brow
     )
     OUTPUT.mkdir(exist_ok=True)
     await page.screenshot(path=OUTPUT / "symbol-chart.png")
+
+    # History, linked from the header, and its CSV streamed by daphne (ASGI).
+    await page.click(".site-nav a:has-text('History')")
+    await page.fill("input[name=symbol]", "btcusdt")
+    await page.click(".history-filters button[type=submit]")
+    await page.wait_for_url("**/history/?symbol=btcusdt*", timeout=WAIT_MS)
+    assert await page.locator("#history-rows tr.liq-row").count() == 2
+    await page.screenshot(path=OUTPUT / "history.png")
+    csv_url = await page.get_attribute("a.csv-download", "href")
+    text = await asyncio.to_thread(_text, live_app.url.rstrip("/") + csv_url)
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("id,trade_time,trade_time_ms,symbol,side")
+    assert len(lines) == 3 and all(",BTCUSDT," in line for line in lines[1:])
     assert errors == []
+
+
+def _text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+        return response.read().decode()
