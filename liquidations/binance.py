@@ -277,7 +277,8 @@ class UpstreamClient:
             return f"read failed: {_describe(exc)}"
         if self._stopping.is_set():
             return "stopped"
-        return f"connection closed: {_describe(ws.close_reason or ws.close_code)}"
+        detail = f": {ws.close_reason}" if ws.close_reason else ""
+        return f"closed by the server (code {ws.close_code}{detail})"
 
     async def _rotate(self, old: ClientConnection) -> ClientConnection | None:
         """Open the next connection before closing the old one, so the switch has no hole."""

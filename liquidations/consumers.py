@@ -41,8 +41,6 @@ RATE_MAX_MESSAGES = 10
 # Something is sent at least this often, so proxies keep an idle socket open and the
 # page can tell a dead connection from a quiet market.
 HEARTBEAT_SECONDS = 30.0
-# Worker status arrives every second; a viewer needs it on change and now and then.
-STATUS_FORWARD_SECONDS = 5.0
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_NOT_FOUND = 4404
@@ -109,8 +107,7 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         self.groups_joined: list[str] = []
         self.message_times: list[float] = []
         self.last_sent = time.monotonic()
-        self.status_state = ""
-        self.status_forwarded = 0.0
+        self.status_forwarded: tuple[str, int | None] | None = None
         self.heartbeat: asyncio.Task | None = None
         symbol = str(self.scope["url_route"]["kwargs"].get("symbol", ""))
         if symbol and not SYMBOL_RE.match(symbol):
@@ -129,10 +126,11 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         self.heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def disconnect(self, code: int) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.heartbeat
+                await heartbeat
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -181,13 +179,14 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         await self._send_frame(ROWS_OPEN + "".join(reversed(rows[-MAX_ROWS:])) + ROWS_CLOSE)
 
     async def worker_status(self, message: dict) -> None:
-        """Forward the worker's rendered status when it changes, and every few seconds."""
-        now = time.monotonic()
-        state = message.get("state", "")
-        if state == self.status_state and now - self.status_forwarded < STATUS_FORWARD_SECONDS:
+        """Forward the worker's rendered status when its state or last event changed.
+
+        It arrives every second; unchanged, the page ticks the age on its own.
+        """
+        status = (message.get("state", ""), message.get("last_event_ms"))
+        if status == self.status_forwarded:
             return
-        self.status_state = state
-        self.status_forwarded = now
+        self.status_forwarded = status
         await self._send_frame(message["html"])
 
     async def _send_frame(self, frame: str) -> None:

@@ -158,6 +158,7 @@ async def worker_status_broadcast(*, channel_layer, status) -> None:
     message = {
         "type": WORKER_STATUS_MESSAGE_TYPE,
         "state": view.state,
+        "last_event_ms": view.last_event_ms,
         "html": render_to_string("liquidations/_worker_status.html", {"status": view, "oob": True}),
     }
     try:

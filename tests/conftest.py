@@ -105,11 +105,23 @@ def upstream_settings(settings, fake_exchange):
 
 
 class LiveApp:
-    """`manage.py serve` (embedded mode) in a subprocess, fed by the given fake exchange."""
+    """`manage.py serve` (embedded mode) in a subprocess, fed by the given fake exchange.
 
-    def __init__(self, *, data_dir: Path, ws_base_url: str, rest_base_url: str) -> None:
+    Runs `migrate` on its own data directory first; `server_args` runs another server.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        ws_base_url: str,
+        rest_base_url: str,
+        server_args: list[str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
+        # Arguments after `python`; "{port}" is replaced. Default: the embedded mode.
+        self.server_args = server_args or [str(REPO / "manage.py"), "serve", "--port", "{port}"]
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = data_dir / "serve.log"
         self.env = {
@@ -140,7 +152,7 @@ class LiveApp:
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "serve", "--port", str(self.port)],
+            [sys.executable, *(arg.replace("{port}", str(self.port)) for arg in self.server_args)],
             env=self.env,
             cwd=REPO,
             stdout=log,

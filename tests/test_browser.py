@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, skip_or_fail
+from tests.conftest import REPO, LiveApp, skip_or_fail
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -52,6 +55,24 @@ async def feeding(exchange, rate: float):
             await task
 
 
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+async def settled_rows(url: str) -> list[int]:
+    """Return the row ids of a fresh load once the app has stored the last events."""
+    previous = None
+    for _ in range(20):
+        html = await asyncio.to_thread(fetch, url)
+        ids = sorted(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', html))
+        if ids == previous:
+            return ids
+        previous = ids
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"rows kept changing with the feed stopped: {url}")
+
+
 async def row_ids(page) -> list[int]:
     return await page.eval_on_selector_all(ROWS, "rows => rows.map(r => +r.dataset.id)")
 
@@ -73,7 +94,7 @@ async def expect_status(page, text: str) -> None:
     )
 
 
-async def test_rows_stream_in_capped_filtered_and_survive_a_restart(live_app, browser):
+async def test_rows_stream_in_capped_filtered_and_survive_a_restart(browser, live_app):
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -116,16 +137,34 @@ async def test_rows_stream_in_capped_filtered_and_survive_a_restart(live_app, br
         assert set(sides) == {"BUY"}
         assert len(sides) <= 50
         await page.screenshot(path=OUTPUT / "dashboard-after-restart.png")
+    # Feed stopped: the live table must now equal a fresh load of the same URL (no hole).
+    expected = await settled_rows(live_app.url + "?side=short")
+    await page.wait_for_function(
+        """([selector, expected]) => JSON.stringify([...document.querySelectorAll(selector)]
+               .map(r => +r.dataset.id).sort((a, b) => a - b)) === JSON.stringify(expected)""",
+        arg=[ROWS, expected],
+        timeout=WAIT_MS,
+    )
     assert errors == []
 
 
-async def test_layout_is_one_column_without_time_on_a_phone(live_app, browser):
-    context = await browser.new_context(viewport={"width": 390, "height": 844})
+async def test_phone_layout_local_times_and_the_symbol_picker(browser, live_app):
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, timezone_id="Asia/Tokyo"
+    )
     page = await context.new_page()
     await live_app.exchange.wait_for_clients(1, timeout=20)
     async with feeding(live_app.exchange, rate=20):
         await page.goto(live_app.url)
         await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        # Times show in the viewer's zone (UTC+9 here), the UTC timestamp on hover.
+        # (One evaluation: rows keep arriving, so "the first row" changes between calls.)
+        stamp, text, title = await page.eval_on_selector(
+            f"{ROWS} time", "t => [t.getAttribute('datetime'), t.textContent, t.title]"
+        )
+        utc = datetime.fromisoformat(stamp).astimezone(UTC)
+        assert text == (utc + timedelta(hours=9)).strftime("%H:%M:%S")
+        assert title == utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d} UTC"
         assert not await page.locator("th.col-time").is_visible()
         assert not await page.locator(f"{ROWS} td.col-time").first.is_visible()
         assert await page.locator(f"{ROWS} td.col-usd").first.is_visible()
@@ -137,4 +176,44 @@ async def test_layout_is_one_column_without_time_on_a_phone(live_app, browser):
         await page.click(".theme-toggle")
         assert await page.get_attribute("html", "data-theme") == "light"
         await page.screenshot(path=OUTPUT / "dashboard-phone-light.png")
+        # The picker searches as one types and leads to the symbol's page and feed.
+        await page.fill(".symbol-picker input", "eth")
+        await page.click("#symbol-results a:has-text('ETHUSDT')", timeout=WAIT_MS)
+        await page.wait_for_url("**/ETHUSDT/", timeout=WAIT_MS)
+        await expect_status(page, "Connected")
+        await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        symbols = await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.symbol)")
+        assert set(symbols) == {"ETHUSDT"}
     await context.close()
+
+
+async def test_page_reconnects_after_a_server_side_close_the_extension_ignores(
+    browser, tmp_path, fake_exchange
+):
+    """daphne's own websocket timeout closes sockets without a retryable code."""
+    app = LiveApp(
+        data_dir=tmp_path,
+        ws_base_url=fake_exchange.ws_base_url,
+        rest_base_url=fake_exchange.rest_base_url,
+        server_args=[
+            "-m", "daphne", "--bind", "127.0.0.1", "--port", "{port}",
+            "--websocket_timeout", "1", "orderfox.asgi:application",
+        ],
+    )  # fmt: skip
+    await asyncio.to_thread(app.start)
+    try:
+        page = await browser.new_page()
+        await page.add_init_script(
+            """window.__opens = 0; window.__closeCodes = [];
+            document.addEventListener("htmx:wsOpen", () => window.__opens++);
+            document.addEventListener(
+                "htmx:wsClose", e => window.__closeCodes.push(e.detail.event.code));"""
+        )
+        await page.goto(app.url)
+        await expect_status(page, "Connected")
+        await page.wait_for_function("() => window.__opens >= 3", timeout=WAIT_MS)
+        codes = await page.evaluate("window.__closeCodes")
+        assert codes and not {1006, 1011, 1012, 1013} & set(codes)
+        await expect_status(page, "Connected")
+    finally:
+        await asyncio.to_thread(app.stop)

@@ -18,6 +18,7 @@ from liquidations.services import (
     liquidation_store_batch,
     worker_status_broadcast,
 )
+from liquidations.worker import Ingest
 from orderfox.asgi import application
 from tests.factories import force_order, frame
 
@@ -246,4 +247,33 @@ async def test_rows_status_and_catch_up_through_redis_and_postgresql():
         await communicator.send_to(text_data='{"min_usd": "0", "side": "long", "since": 0}')
         assert [side for _, _, side in rows(await communicator.receive_from())] == ["SELL"]
     finally:
+        await communicator.disconnect()
+
+
+async def receive_until(communicator, needle: str, *, frames: int = 50) -> str:
+    """Return the first frame containing needle (frames bounds a failing test)."""
+    for _ in range(frames):
+        text = await communicator.receive_from(timeout=10)
+        if needle in text:
+            return text
+    raise AssertionError(f"no frame with {needle!r} in {frames} frames")
+
+
+async def test_exchange_to_browser_socket_through_the_real_worker(upstream_settings, fake_exchange):
+    """Fake exchange → worker (store, render once, broadcast, heartbeat) → viewer frames."""
+    communicator = await connect("/ws/liquidations/?side=short")
+    ingest = Ingest(channel_layer=get_channel_layer())
+    try:
+        await ingest.start()
+        await fake_exchange.wait_for_clients(1, timeout=10)
+        await receive_until(communicator, 'data-state="streaming"')
+        await fake_exchange.broadcast(force_order(symbol="SOLUSDT", side="SELL"))
+        await fake_exchange.broadcast(force_order(symbol="SOLUSDT", side="BUY", z="3"))
+        text = await receive_until(communicator, "liquidation-rows")
+        assert [(symbol, side) for _, symbol, side in rows(text)] == [("SOLUSDT", "BUY")]
+        await ingest.stop()
+        await receive_until(communicator, 'data-state="stopped"')
+    finally:
+        await ingest.stop()
+        await ingest.aclose()
         await communicator.disconnect()
