@@ -248,12 +248,17 @@ def liquidation_stats(*, symbol: str | None = None, now: datetime) -> list[Windo
     window's maximum (the notional index). Exact at millisecond level: the rollup only
     ever answers for whole minutes inside a window.
     """
-    watermark = RollupState.objects.filter(id=1).values_list("last_id", flat=True).first() or 0
     windows = []
     for label, seconds in STATS_WINDOWS:
         since = now - timedelta(seconds=seconds)
         first_whole = -(-datetime_to_ms(since) // 60_000) * 60  # epoch s, minute ceiling
         windows.append((label, since, first_whole, ms_to_datetime(first_whole * 1000)))
+    state = RollupState.objects.filter(id=1).values("last_id", "minutes_from").first()
+    covered = (
+        state and state["minutes_from"] and min(w[1] for w in windows) >= state["minutes_from"]
+    )
+    # Not covered (a `now` older than the rollup keeps): every row counts as uncovered.
+    watermark = state["last_id"] if covered else 0
 
     rolled_aggregates = {}
     for label, _, first_whole, _ in windows:
@@ -262,9 +267,12 @@ def liquidation_stats(*, symbol: str | None = None, now: datetime) -> list[Windo
         rolled_aggregates[f"short_{label}"] = Sum("usd", filter=whole & Q(side=Side.BUY))
         rolled_aggregates[f"count_{label}"] = Sum("count", filter=whole)
         rolled_aggregates[f"max_{label}"] = Max("max_usd", filter=whole)
-    rolled = LiquidationMinute.objects.filter(
-        scope=symbol or "", start__gte=min(w[2] for w in windows)
-    ).aggregate(**rolled_aggregates)
+    if covered:
+        rolled = LiquidationMinute.objects.filter(
+            scope=symbol or "", start__gte=min(w[2] for w in windows)
+        ).aggregate(**rolled_aggregates)
+    else:
+        rolled = dict.fromkeys(rolled_aggregates)
 
     base = Liquidation.objects.filter(trade_time__gte=min(w[1] for w in windows))
     if symbol:
