@@ -104,17 +104,21 @@ def decimal_text(value: Decimal) -> str:
     return text if text != "-0" else "0"
 
 
-USD_UNITS = (("B", Decimal(10) ** 9), ("M", Decimal(10) ** 6), ("K", Decimal(1000)))
+USD_UNITS = (("B", 1e9), ("M", 1e6), ("K", 1e3))
 
 
 def format_usd(value: Decimal) -> str:
-    """Return a USD amount with K/M/B units and two decimals: 1.23K, -4.56M, 999.00."""
-    magnitude = abs(value)
+    """Return a USD amount with K/M/B units and two decimals: 1.23K, -4.56M, 999.00.
+
+    Display only, in floats (thousands per response): 15 significant digits are plenty
+    for two decimals of a unit.
+    """
+    amount = float(value)
+    magnitude = abs(amount)
     for unit, size in USD_UNITS:
         if magnitude >= size:
-            # Display only: a float's 15 digits are plenty for two decimals of a unit.
-            return f"{float(value) / float(size):.2f}{unit}"
-    return f"{value:.2f}"
+            return f"{amount / size:.2f}{unit}"
+    return f"{amount:.2f}"
 
 
 def liquidation_item(liquidation: Liquidation) -> dict:
