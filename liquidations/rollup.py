@@ -41,16 +41,19 @@ def liquidation_rollup_advance(
     """
     now = now or timezone.now()
     settled_before = settled_before or now - SETTLE
+    # Newest first by primary key: only the last few seconds are skipped over.
+    settled_top = (
+        Liquidation.objects.filter(received_at__lt=settled_before)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    watermark = RollupState.objects.filter(id=1).values_list("last_id", flat=True).first()
+    if settled_top is None or (watermark is not None and settled_top <= watermark):
+        return 0  # nothing to do: no write transaction (SQLite has one writer at a time)
     with transaction.atomic():
         state, _ = RollupState.objects.select_for_update().get_or_create(id=1)
-        # Newest first by primary key: only the last few seconds are skipped over.
-        settled_top = (
-            Liquidation.objects.filter(received_at__lt=settled_before)
-            .order_by("-id")
-            .values_list("id", flat=True)
-            .first()
-        )
-        if settled_top is None or settled_top <= state.last_id:
+        if settled_top <= state.last_id:
             return 0
         top = min(settled_top, state.last_id + max_rows)
         covered = {}
