@@ -165,6 +165,11 @@ async def _csv_lines(filters: HistoryFilters) -> AsyncIterator[str]:
             return
 
 
+def _csv_text(value: str) -> str:
+    # Free-text upstream fields must not become spreadsheet formulas ("=HYPERLINK(...)").
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def _csv_row(liq) -> tuple:
     return (
         liq.pk,
@@ -173,12 +178,12 @@ def _csv_row(liq) -> tuple:
         liq.symbol,
         liq.side,
         "long" if liq.side == Side.SELL else "short",
-        liq.order_type,
-        liq.time_in_force,
+        _csv_text(liq.order_type),
+        _csv_text(liq.time_in_force),
         liq.original_quantity,
         liq.price,
         liq.average_price,
-        liq.order_status,
+        _csv_text(liq.order_status),
         liq.last_filled_quantity,
         liq.filled_quantity,
         liq.notional_usd,

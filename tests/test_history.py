@@ -179,3 +179,16 @@ async def test_csv_refuses_bad_filters(async_client):
     response = await async_client.get("/history/csv?min_usd=lots")
     assert response.status_code == 400
     assert b"min_usd" in response.content
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_csv_cells_never_start_a_formula(async_client):
+    from asgiref.sync import sync_to_async
+
+    payload = liq(symbol="BTCUSDT", T=T0 + 1)
+    payload["o"]["o"] = "=HYPERLINK(1)"
+    await sync_to_async(store)(payload)
+    response = await async_client.get("/history/csv")
+    body = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    (row,) = list(csv.DictReader(io.StringIO(body)))
+    assert row["order_type"] == "'=HYPERLINK(1)"
