@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from . import services
+from .analytics_tasks import analytics_tasks_start, analytics_tasks_stop
 from .binance import (
     Backoff,
     ExchangeInfoError,
@@ -87,6 +88,7 @@ class Ingest:
         self._idle_reason = "worker not running"
         self._state_failing_since: float | None = None
         self._state_failure_logged = 0.0
+        self._analytics_tasks: list[asyncio.Task] = []
 
     @property
     def running(self) -> bool:
@@ -128,6 +130,9 @@ class Ingest:
         }
         for task in self._tasks.values():
             task.add_done_callback(_log_task_end)
+        self._analytics_tasks = analytics_tasks_start(
+            channel_layer=self.channel_layer, since=last_seen
+        )
         logger.info("Ingest started: %s", url)
 
     async def stop(self) -> None:
@@ -159,6 +164,7 @@ class Ingest:
         for task in tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await analytics_tasks_stop(self._analytics_tasks)
         await self._flush_queue()
         self._tasks = {}
         now = timezone.now()
