@@ -239,6 +239,9 @@ class FakeExchange:
         self._changed = asyncio.Condition()
         self._last_trade_ms = 0
         self._prices = {s.symbol: Decimal(s.price) for s in self.symbols}
+        # Binance publishes at most one liquidation per symbol per second: the second in
+        # which each symbol last published.
+        self._published_second: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -419,7 +422,12 @@ class FakeExchange:
         rnd = self._random
         trading = [s for s in self.symbols if s.status == "TRADING" and s.weight > 0]
         if symbol is None:
-            spec = rnd.choices(trading, weights=[s.weight for s in trading])[0]
+            second = int(time.time())
+            # Like Binance, one event per symbol per second, while the rate allows it.
+            idle = [s for s in trading if self._published_second.get(s.symbol) != second]
+            pool = idle or trading
+            spec = rnd.choices(pool, weights=[s.weight for s in pool])[0]
+            self._published_second[spec.symbol] = second
         else:
             spec = next(s for s in self.symbols if s.symbol == symbol)
         tick = Decimal(spec.tick_size)
