@@ -171,7 +171,8 @@ async def test_publisher_sends_bounded_strips_for_touched_scopes():
         members[group] = await layer.new_channel()
         await layer.group_add(group, members[group])
     publisher = StatsPublisher(channel_layer=layer, max_symbols=1, idle_refresh=3600)
-    state = (0, 0.0)
+    # Just published (monotonic clock): the idle refresh is an hour away.
+    state = (0, time.monotonic())
     # Nothing new: nothing sent.
     state = await publisher.tick(*state)
     assert publisher.published == 0
