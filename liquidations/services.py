@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.template.loader import render_to_string
+from django.template.loader import get_template
 from django.utils import timezone
 
 from .binance import LiquidationEvent
@@ -116,6 +116,7 @@ def liquidation_messages(*, liquidations: Sequence[Liquidation]) -> dict[str, di
     renders or queries anything. Values are plain types: channels-redis uses msgpack.
     """
     rows_by_group: dict[str, list[dict]] = defaultdict(list)
+    template = get_template("liquidations/_row.html")
     for row in liquidation_rows(liquidations=liquidations):
         message_row = {
             "id": row.id,
@@ -123,7 +124,7 @@ def liquidation_messages(*, liquidations: Sequence[Liquidation]) -> dict[str, di
             "side": row.side,
             "usd": float(row.usd),
             "trade_time_ms": row.trade_time_ms,
-            "html": render_to_string("liquidations/_row.html", {"row": row}),
+            "html": template.render({"row": row}),
         }
         rows_by_group[GROUP_ALL].append(message_row)
         rows_by_group[symbol_group(row.symbol)].append(message_row)

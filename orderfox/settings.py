@@ -131,7 +131,24 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if REDIS_URL:
+REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "pubsub")
+if REDIS_CHANNEL_LAYER not in {"pubsub", "core"}:
+    raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be 'pubsub' or 'core'.")
+if REDIS_URL and REDIS_CHANNEL_LAYER == "pubsub":
+    # Chosen by `make bench` (README, Performance): one PUBLISH per batch and group,
+    # fanned out inside each daphne process. Nothing expires or is capped in transit;
+    # Redis's pubsub output-buffer limit (client-output-buffer-limit) bounds a stuck
+    # subscriber, which then reconnects instead of losing messages silently.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHANNELS_REDIS_PREFIX", "orderfox"),
+            },
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
