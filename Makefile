@@ -22,6 +22,14 @@ run: venv
 	$(BIN)/python manage.py migrate --no-input -v0
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python manage.py serve
 
+# `make demo`: the app against the built-in fake exchange (synthetic liquidations), with its
+# own database in var/demo so the real record is untouched. Ctrl-C stops both.
+DEMO_DIR ?= $(CURDIR)/var/demo
+DEMO_EXCHANGE_PORT ?= 9100
+DEMO_RATE ?= 3
+demo: venv
+	scripts/demo.sh $(BIN)/python $(DEMO_DIR) $(DEMO_EXCHANGE_PORT) $(DEMO_RATE) $(HOST) $(PORT)
+
 test: test-embedded test-production
 
 test-embedded: venv

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
 
+import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,9 @@ class UpstreamClient:
     """One WebSocket to the exchange: connect, read, reconnect, rotate before the 24 h cut.
 
     Frames are handed raw to `on_message`; connection changes go to `on_connected` and
-    `on_disconnected(reason)`. Reconnects back off exponentially with jitter, and the
-    backoff resets after a connection that stayed up for `stable_after` seconds.
+    `on_disconnected(reason)`. Every reconnect waits an exponential backoff with jitter;
+    the backoff resets after a connection that stayed up for `stable_after` seconds.
+    A failing callback is logged and never ends the stream.
     """
 
     def __init__(
@@ -148,28 +150,33 @@ class UpstreamClient:
 
     async def run(self) -> None:
         """Stream until stop() is called."""
-        ws: ClientConnection | None = None
         while not self._stopping.is_set():
+            ws = await self._connect_with_backoff()
             if ws is None:
-                ws = await self._connect_with_backoff()
-                if ws is None:
-                    break
-                await self.on_connected()
+                break
             connected_at = time.monotonic()
-            reason = await self._pump(ws, deadline=connected_at + self.max_connection_age)
-            if reason == ROTATE and not self._stopping.is_set():
-                ws = await self._rotate(ws)
-                if ws is not None:
-                    continue
-                reason = "rotation failed"
-            else:
-                await ws.close()
-            ws = None
-            self._ws = None
-            if time.monotonic() - connected_at >= self.stable_after:
+            await self._notify(self.on_connected)
+            reason = await self._stream(ws)
+            uptime = time.monotonic() - connected_at
+            if uptime >= self.stable_after:
                 self.backoff.reset()
-            await self.on_disconnected(reason)
-            logger.warning("Upstream disconnected: %s", reason)
+            await self._notify(self.on_disconnected, reason)
+            if self._stopping.is_set():
+                logger.info("Upstream closed after %.1f s: %s", uptime, reason)
+                break
+            delay = self.backoff.next_delay()
+            logger.warning(
+                "Upstream disconnected after %.1f s (%s); reconnect attempt %d in %.2f s",
+                uptime,
+                reason,
+                self.backoff.attempt,
+                delay,
+            )
+            await self._sleep(delay)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     async def stop(self) -> None:
         """Close the connection and make run() return."""
@@ -177,23 +184,52 @@ class UpstreamClient:
         if self._ws is not None:
             await self._ws.close()
 
+    async def _notify(self, callback: Callable[..., Awaitable[None]], *args: object) -> None:
+        try:
+            await callback(*args)
+        except Exception:
+            logger.exception("Upstream callback %s failed", getattr(callback, "__name__", callback))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
     async def _connect_with_backoff(self) -> ClientConnection | None:
         while not self._stopping.is_set():
             try:
-                ws = await self._connect()
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                ws = await self._until_stopped(self._connect())
+            except Exception as exc:  # refused, DNS, TLS, HTTP status, timeout: all retried
                 delay = self.backoff.next_delay()
                 logger.warning(
-                    "Upstream connect to %s failed (%s); retry %d in %.1f s",
+                    "Upstream connect to %s failed (%s); retry %d in %.2f s",
                     self.url,
                     _describe(exc),
                     self.backoff.attempt,
                     delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                await self._sleep(delay)
                 continue
+            if ws is None or self._stopping.is_set():
+                if ws is not None:
+                    await ws.close()
+                return None
             return ws
+        return None
+
+    async def _until_stopped(self, coro: Awaitable[ClientConnection]) -> ClientConnection | None:
+        """Await coro unless stop() comes first (then cancel it and return None)."""
+        task = asyncio.ensure_future(coro)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            ws = await task
+            await ws.close()
         return None
 
     async def _connect(self) -> ClientConnection:
@@ -209,6 +245,21 @@ class UpstreamClient:
         logger.info("Upstream connected to %s", self.url)
         return ws
 
+    async def _stream(self, ws: ClientConnection) -> str:
+        """Read this connection (and its rotated successors); return why streaming ended."""
+        while True:
+            deadline = time.monotonic() + self.max_connection_age
+            reason = await self._pump(ws, deadline=deadline)
+            if reason != ROTATE or self._stopping.is_set():
+                break
+            new = await self._rotate(ws)
+            if new is None:
+                return "rotation failed"
+            ws = new
+        await ws.close()
+        self._ws = None
+        return reason if reason != ROTATE else "stopped"
+
     async def _pump(self, ws: ClientConnection, *, deadline: float) -> str:
         """Hand every frame to on_message until the socket closes or the deadline passes."""
         loop = asyncio.get_running_loop()
@@ -221,9 +272,13 @@ class UpstreamClient:
             return ROTATE
         except ConnectionClosed as exc:
             return f"connection closed: {_describe(exc)}"
+        except Exception as exc:
+            logger.exception("Upstream read failed")
+            return f"read failed: {_describe(exc)}"
         if self._stopping.is_set():
             return "stopped"
-        return f"connection closed: {_describe(ws.close_reason or ws.close_code)}"
+        detail = f": {ws.close_reason}" if ws.close_reason else ""
+        return f"closed by the server (code {ws.close_code}{detail})"
 
     async def _rotate(self, old: ClientConnection) -> ClientConnection | None:
         """Open the next connection before closing the old one, so the switch has no hole."""
@@ -231,7 +286,7 @@ class UpstreamClient:
         reader = asyncio.ensure_future(self._pump(old, deadline=time.monotonic() + 3600))
         try:
             new = await self._connect()
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        except Exception as exc:
             logger.warning("Upstream rotation connect failed: %s", _describe(exc))
             reader.cancel()
             await old.close()
@@ -326,4 +381,95 @@ def _millis(obj: dict, key: str) -> int:
     # 2000-01-01 .. 2200-01-01 in ms: anything else is not a Binance timestamp.
     if not 946_684_800_000 <= value < 7_258_118_400_000:
         raise MalformedFrame(f"field {key!r} timestamp out of range: {value}")
+    return value
+
+
+# -- exchange info ---------------------------------------------------------------------
+
+EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo"
+
+
+class ExchangeInfoError(Exception):
+    """exchangeInfo could not be fetched or was not a usable listing; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolSpec:
+    """One contract from /fapi/v1/exchangeInfo, as the Symbol table keeps it."""
+
+    symbol: str
+    status: str
+    base_asset: str
+    quote_asset: str
+    price_precision: int
+    quantity_precision: int
+    tick_size: Decimal
+    step_size: Decimal
+
+
+async def fetch_exchange_info(*, base_url: str, timeout: float = 15.0) -> list[SymbolSpec]:
+    """GET {base_url}/fapi/v1/exchangeInfo and return its valid symbols."""
+    url = f"{base_url.rstrip('/')}{EXCHANGE_INFO_PATH}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.get(url, headers={"Accept": "application/json"}) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise ExchangeInfoError(f"{url} answered HTTP {response.status}")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise ExchangeInfoError(f"{url} unreachable: {_describe(exc)}") from None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ExchangeInfoError(f"{url} did not return JSON: {exc}") from None
+    return parse_exchange_info(payload)
+
+
+def parse_exchange_info(payload: object) -> list[SymbolSpec]:
+    """Return the valid symbols of an exchangeInfo payload; skip (and log) invalid ones."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("symbols"), list):
+        raise ExchangeInfoError("exchangeInfo has no 'symbols' list")
+    specs: list[SymbolSpec] = []
+    skipped = 0
+    for entry in payload["symbols"]:
+        try:
+            specs.append(_symbol_spec(entry))
+        except MalformedFrame as exc:
+            skipped += 1
+            logger.warning("Skipped exchangeInfo symbol (%s): %.200r", exc, entry)
+    if not specs:
+        raise ExchangeInfoError(f"exchangeInfo lists no valid symbol ({skipped} invalid)")
+    return specs
+
+
+def _symbol_spec(entry: object) -> SymbolSpec:
+    if not isinstance(entry, dict):
+        raise MalformedFrame(f"not an object: {type(entry).__name__}")
+    symbol = _text(entry, "symbol")
+    if not SYMBOL_RE.match(symbol):
+        raise MalformedFrame(f"invalid symbol {symbol[:40]!r}")
+    filters = entry.get("filters")
+    by_type = (
+        {f.get("filterType"): f for f in filters if isinstance(f, dict)}
+        if isinstance(filters, list)
+        else {}
+    )
+    if "PRICE_FILTER" not in by_type or "LOT_SIZE" not in by_type:
+        raise MalformedFrame("PRICE_FILTER or LOT_SIZE filter missing")
+    return SymbolSpec(
+        symbol=symbol,
+        status=_text(entry, "status", max_length=20),
+        base_asset=_text(entry, "baseAsset", max_length=20),
+        quote_asset=_text(entry, "quoteAsset", max_length=20),
+        price_precision=_precision(entry, "pricePrecision"),
+        quantity_precision=_precision(entry, "quantityPrecision"),
+        tick_size=_number(by_type["PRICE_FILTER"], "tickSize"),
+        step_size=_number(by_type["LOT_SIZE"], "stepSize"),
+    )
+
+
+def _precision(obj: dict, key: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 18:
+        raise MalformedFrame(f"field {key!r} is not a precision: {value!r}")
     return value

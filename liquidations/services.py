@@ -10,8 +10,8 @@ from django.db import connection, transaction
 from django.template.loader import get_template
 from django.utils import timezone
 
-from .binance import LiquidationEvent
-from .models import ConnectionGap, Liquidation, WorkerState
+from .binance import LiquidationEvent, SymbolSpec
+from .models import ConnectionGap, Liquidation, Symbol, WorkerState
 from .selectors import liquidation_rows
 
 GROUP_ALL = "liquidations.all"
@@ -146,6 +146,53 @@ def connection_gap_record(
     return ConnectionGap.objects.create(
         started_at=started_at, ended_at=ended_at, reason=reason[:200]
     )
+
+
+def connection_gap_open(*, started_at: datetime, reason: str) -> int:
+    """Record a hole that is still open (it ends, for now, where it starts); return its id."""
+    return connection_gap_record(started_at=started_at, ended_at=started_at, reason=reason).pk
+
+
+def connection_gap_extend(*, gap_id: int, ended_at: datetime) -> None:
+    """Move an open hole's end to `ended_at` (heartbeats while disconnected, then reconnect)."""
+    ConnectionGap.objects.filter(pk=gap_id).update(ended_at=ended_at)
+
+
+SYMBOL_UPDATE_FIELDS = (
+    "status",
+    "base_asset",
+    "quote_asset",
+    "price_precision",
+    "quantity_precision",
+    "tick_size",
+    "step_size",
+    "updated_at",
+)
+
+
+def symbol_upsert_many(*, symbols: Sequence[SymbolSpec]) -> int:
+    """Insert or update the listed symbols; keep unlisted ones (their history stays readable)."""
+    rows = [
+        Symbol(
+            symbol=spec.symbol,
+            status=spec.status,
+            base_asset=spec.base_asset,
+            quote_asset=spec.quote_asset,
+            price_precision=spec.price_precision,
+            quantity_precision=spec.quantity_precision,
+            tick_size=spec.tick_size,
+            step_size=spec.step_size,
+        )
+        for spec in {spec.symbol: spec for spec in symbols}.values()
+    ]
+    Symbol.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["symbol"],
+        update_fields=list(SYMBOL_UPDATE_FIELDS),
+        batch_size=500,
+    )
+    return len(rows)
 
 
 def worker_state_save(*, status) -> None:

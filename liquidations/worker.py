@@ -20,18 +20,21 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.worker import Worker
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
 from . import services
 from .binance import (
     Backoff,
+    ExchangeInfoError,
     LiquidationEvent,
     MalformedFrame,
     UpstreamClient,
+    fetch_exchange_info,
     parse_frame,
     stream_url,
 )
+from .selectors import symbol_info_cache_clear
 
 logger = logging.getLogger(__name__)
 
@@ -51,29 +54,37 @@ class IngestStatus:
     duplicates_skipped: int = 0
     malformed_dropped: int = 0
     reconnects: int = 0
+    symbols_synced_at: datetime | None = None
 
     def as_message(self) -> dict:
         """Return the status as plain values (channel-layer messages are msgpack)."""
         data = asdict(self)
-        for key in ("connected_since", "last_event_at"):
+        for key in ("connected_since", "last_event_at", "symbols_synced_at"):
             data[key] = data[key].isoformat() if data[key] else None
         return data
 
 
 class Ingest:
-    """Upstream frames → parsed events → batched store → one broadcast per group."""
+    """Upstream frames → parsed events → batched store → one broadcast per group.
+
+    Four tasks: the upstream client, the batch writer, the heartbeat (worker state and
+    the end of an open connection gap) and the exchangeInfo sync. Every database call
+    runs on one dedicated thread with its own connection.
+    """
 
     def __init__(self, *, channel_layer) -> None:
         self.channel_layer = channel_layer
         self.status = IngestStatus()
-        self.queue: asyncio.Queue[LiquidationEvent] = asyncio.Queue()
+        self.queue: asyncio.Queue[LiquidationEvent | None] = asyncio.Queue()
         # One thread, one database connection: writes never wait behind page requests
         # in the web process's shared sync thread (embedded mode).
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
         self._client: UpstreamClient | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._disconnected_at: datetime | None = None
-        self._disconnect_reason = "worker not running"
+        self._tasks: dict[str, asyncio.Task] = {}
+        # The open hole in the record: (started_at, reason) and its ConnectionGap row.
+        self._gap: tuple[datetime, str] | None = None
+        self._gap_id: int | None = None
+        self._idle_reason = "worker not running"
 
     @property
     def running(self) -> bool:
@@ -87,7 +98,14 @@ class Ingest:
         )
         self.status.url = url
         self.status.state = "connecting"
-        self._disconnected_at = await self._db_call(services.worker_state_last_seen)
+        # The record has a hole from the last sign of life of a worker until we connect.
+        try:
+            last_seen = await self._db_call(services.worker_state_last_seen)
+        except Exception:
+            logger.exception("Reading the last worker heartbeat failed")
+            last_seen = None
+        if last_seen is not None:
+            await self._gap_open(last_seen, self._idle_reason)
         self._client = UpstreamClient(
             url=url,
             on_message=self._on_message,
@@ -98,36 +116,60 @@ class Ingest:
                 cap=settings.BINANCE_RECONNECT_MAX_SECONDS,
             ),
             max_connection_age=settings.BINANCE_MAX_CONNECTION_SECONDS,
+            stable_after=settings.BINANCE_STABLE_CONNECTION_SECONDS,
         )
-        self._tasks = [
-            asyncio.create_task(self._client.run(), name="ingest-upstream"),
-            asyncio.create_task(self._write_loop(), name="ingest-writer"),
-            asyncio.create_task(self._heartbeat_loop(), name="ingest-heartbeat"),
-        ]
+        self._tasks = {
+            "upstream": asyncio.create_task(self._client.run(), name="ingest-upstream"),
+            "writer": asyncio.create_task(self._write_loop(), name="ingest-writer"),
+            "heartbeat": asyncio.create_task(self._heartbeat_loop(), name="ingest-heartbeat"),
+            "symbols": asyncio.create_task(self._symbols_loop(), name="ingest-symbols"),
+        }
+        for task in self._tasks.values():
+            task.add_done_callback(_log_task_end)
         logger.info("Ingest started: %s", url)
 
     async def stop(self) -> None:
         """Stop streaming, then store and broadcast everything already received."""
         if not self.running:
             return
-        upstream, writer, heartbeat = self._tasks
+        tasks = self._tasks
         assert self._client is not None
         await self._client.stop()
-        await upstream
-        writer.cancel()
-        heartbeat.cancel()
-        for task in (writer, heartbeat):
-            with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await asyncio.wait_for(asyncio.shield(tasks["upstream"]), timeout=10)
+        except TimeoutError:
+            logger.error("Upstream task did not stop within 10 s; cancelling it")
+            tasks["upstream"].cancel()
+        except Exception:
+            logger.exception("Upstream task failed")
+        for name in ("heartbeat", "symbols"):
+            tasks[name].cancel()
+        # The writer stores what is queued before the sentinel, then ends; a writer
+        # stuck retrying an unavailable database is given up on after a while.
+        self.queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(tasks["writer"]), timeout=30)
+        except TimeoutError:
+            logger.error("Writer did not finish within 30 s; cancelling it")
+            tasks["writer"].cancel()
+        except Exception:
+            logger.exception("Writer task failed")
+        for task in tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._flush_queue()
-        self._tasks = []
+        self._tasks = {}
+        now = timezone.now()
+        await self._gap_close(now)
+        self._idle_reason = "stream stopped"
         self.status.state = "stopped"
         self.status.connected_since = None
-        self._disconnected_at = self._disconnected_at or timezone.now()
         await self._save_state()
         logger.info(
-            "Ingest stopped: %d stored, %d malformed dropped",
+            "Ingest stopped: %d received, %d stored, %d duplicates skipped, %d malformed dropped",
+            self.status.events_received,
             self.status.events_stored,
+            self.status.duplicates_skipped,
             self.status.malformed_dropped,
         )
 
@@ -145,57 +187,175 @@ class Ingest:
         now = timezone.now()
         self.status.state = "streaming"
         self.status.connected_since = now
-        if self._disconnected_at is not None:
-            await self._db_call(
-                services.connection_gap_record,
-                started_at=self._disconnected_at,
-                ended_at=now,
-                reason=self._disconnect_reason,
-            )
-        self._disconnected_at = None
+        await self._gap_close(now)
 
     async def _on_disconnected(self, reason: str) -> None:
+        now = timezone.now()
         self.status.state = "reconnecting"
         self.status.connected_since = None
+        if self._client is not None and self._client.stopping:
+            # A requested stop: the hole starts at the stop (the next start records it).
+            return
         self.status.reconnects += 1
-        self._disconnected_at = timezone.now()
-        self._disconnect_reason = reason
+        await self._gap_open(now, reason)
+
+    # -- connection gaps ---------------------------------------------------------------
+
+    async def _gap_open(self, started_at: datetime, reason: str) -> None:
+        if self._gap is not None:
+            return
+        self._gap = (started_at, reason)
+        try:
+            self._gap_id = await self._db_call(
+                services.connection_gap_open, started_at=started_at, reason=reason
+            )
+        except Exception:
+            # Kept in memory; recorded in full when it closes.
+            logger.exception("Recording the start of a connection gap failed")
+            self._gap_id = None
+
+    async def _gap_close(self, ended_at: datetime) -> None:
+        if self._gap is None:
+            return
+        started_at, reason = self._gap
+        try:
+            if self._gap_id is not None:
+                await self._db_call(
+                    services.connection_gap_extend, gap_id=self._gap_id, ended_at=ended_at
+                )
+            else:
+                await self._db_call(
+                    services.connection_gap_record,
+                    started_at=started_at,
+                    ended_at=ended_at,
+                    reason=reason,
+                )
+        except Exception:
+            logger.exception("Recording the end of a connection gap failed")
+            return
+        logger.info(
+            "Connection gap recorded: %s → %s (%s)",
+            started_at.isoformat(),
+            ended_at.isoformat(),
+            reason,
+        )
+        self._gap = None
+        self._gap_id = None
+
+    # -- writing -----------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
         # Adaptive batching: an idle writer stores the first event at once; while a
         # write is in flight, newer events pile up in the queue and go in the next batch.
         while True:
-            batch = [await self.queue.get()]
+            first = await self.queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
             while len(batch) < MAX_BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+                event = self.queue.get_nowait()
+                if event is None:
+                    stop = True
+                    break
+                batch.append(event)
             await self._store(batch)
+            if stop:
+                return
 
     async def _flush_queue(self) -> None:
         while not self.queue.empty():
             batch = []
             while len(batch) < MAX_BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            await self._store(batch)
+                event = self.queue.get_nowait()
+                if event is not None:
+                    batch.append(event)
+            if batch:
+                await self._store(batch, retries=2)
 
-    async def _store(self, batch: list[LiquidationEvent]) -> None:
-        try:
-            stored, messages = await self._db_call(_store_and_render, batch)
-        except Exception:
-            # Keep streaming: the events stay upstream-replayable, the error is loud.
-            logger.exception("Storing a batch of %d events failed", len(batch))
-            return
+    async def _store(self, batch: list[LiquidationEvent], *, retries: int | None = None) -> None:
+        """Store and broadcast a batch; retry while the database is unavailable."""
+        delay = 0.5
+        attempt = 0
+        while True:
+            try:
+                stored, messages = await self._db_call(_store_and_render, batch)
+                break
+            except (OperationalError, InterfaceError) as exc:
+                attempt += 1
+                if retries is not None and attempt > retries:
+                    logger.error("Gave up storing %d events: %s", len(batch), exc)
+                    return
+                # Database away or locked: keep the batch, try again. Events arriving
+                # meanwhile wait in the queue.
+                logger.warning(
+                    "Storing %d events failed (%s); retry %d in %.1f s",
+                    len(batch),
+                    exc,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception:
+                # Not transient (a bug or a value the database refuses): drop it loudly
+                # rather than block the stream forever.
+                logger.exception("Storing a batch of %d events failed; batch dropped", len(batch))
+                return
         self.status.events_stored += len(stored)
         self.status.duplicates_skipped += len(batch) - len(stored)
         if stored:
             self.status.last_event_at = timezone.now()
-            await services.liquidation_broadcast(
-                channel_layer=self.channel_layer, messages=messages
-            )
+            try:
+                await services.liquidation_broadcast(
+                    channel_layer=self.channel_layer, messages=messages
+                )
+            except Exception:
+                logger.exception("Broadcasting %d stored rows failed", len(stored))
+
+    # -- background loops ----------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._save_state()
+            if self._gap_id is not None:
+                # An open hole grows with every heartbeat, so a crash still leaves it
+                # recorded up to the last moment this worker was alive.
+                with contextlib.suppress(Exception):
+                    await self._db_call(
+                        services.connection_gap_extend,
+                        gap_id=self._gap_id,
+                        ended_at=timezone.now(),
+                    )
             await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _symbols_loop(self) -> None:
+        """Sync the Symbol table from exchangeInfo now and hourly; retry failures sooner."""
+        retry = settings.BINANCE_EXCHANGE_INFO_RETRY_SECONDS
+        while True:
+            try:
+                await self.sync_symbols()
+                wait = settings.BINANCE_EXCHANGE_INFO_REFRESH_SECONDS
+                retry = settings.BINANCE_EXCHANGE_INFO_RETRY_SECONDS
+            except ExchangeInfoError as exc:
+                logger.warning("Exchange info sync failed (%s); retry in %.0f s", exc, retry)
+                wait, retry = retry, min(retry * 2, settings.BINANCE_EXCHANGE_INFO_REFRESH_SECONDS)
+            except Exception:
+                logger.exception("Exchange info sync failed; retry in %.0f s", retry)
+                wait, retry = retry, min(retry * 2, settings.BINANCE_EXCHANGE_INFO_REFRESH_SECONDS)
+            await asyncio.sleep(wait)
+
+    async def sync_symbols(self) -> int:
+        """Fetch exchangeInfo and upsert the Symbol table; return the symbols synced."""
+        specs = await fetch_exchange_info(
+            base_url=settings.BINANCE_REST_BASE_URL,
+            timeout=settings.BINANCE_REST_TIMEOUT_SECONDS,
+        )
+        count = await self._db_call(services.symbol_upsert_many, symbols=specs)
+        symbol_info_cache_clear()
+        self.status.symbols_synced_at = timezone.now()
+        logger.info("Exchange info synced: %d symbols", count)
+        return count
 
     async def _save_state(self) -> None:
         try:
@@ -210,8 +370,17 @@ class Ingest:
 
     async def aclose(self) -> None:
         """Close the writer thread's database connection and the thread itself."""
-        await self._db_call(connections.close_all)
+        with contextlib.suppress(Exception):
+            await self._db_call(connections.close_all)
         self._db.shutdown(wait=True)
+
+
+def _log_task_end(task: asyncio.Task) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        logger.error("Ingest task %s died", task.get_name(), exc_info=exc)
 
 
 def _with_connection(func):
@@ -288,10 +457,11 @@ class LiquidationWorker(Worker):
 
 
 def worker_create(*, channel_layer=None) -> LiquidationWorker:
-    from channels.routing import get_default_application
+    """Return a worker serving only the ingest channel (no HTTP stack to load)."""
+    from channels.routing import ChannelNameRouter
 
     return LiquidationWorker(
-        application=get_default_application(),
+        application=ChannelNameRouter({WORKER_CHANNEL: LiquidationWorkerConsumer.as_asgi()}),
         channels=[WORKER_CHANNEL],
         channel_layer=channel_layer or get_channel_layer(),
     )

@@ -185,6 +185,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# After `collectstatic` (production), ServeStatic serves the collected files; before it
+# (make run, tests), straight from static/.
+SERVESTATIC_USE_FINDERS = not STATIC_ROOT.is_dir()
 
 # Upstream (Binance USD-M futures). The unrouted /ws and /stream paths were retired on
 # 2026-04-23: they accept connections but deliver nothing, so /market is the default.
@@ -216,3 +219,9 @@ LOGGING = {
 BINANCE_RECONNECT_INITIAL_SECONDS = 1.0
 BINANCE_RECONNECT_MAX_SECONDS = 30.0
 BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600
+# A connection that stayed up this long resets the backoff.
+BINANCE_STABLE_CONNECTION_SECONDS = 60.0
+# Symbol table from /fapi/v1/exchangeInfo: refreshed hourly, retried sooner on failure.
+BINANCE_REST_TIMEOUT_SECONDS = 15.0
+BINANCE_EXCHANGE_INFO_REFRESH_SECONDS = 3600.0
+BINANCE_EXCHANGE_INFO_RETRY_SECONDS = 60.0

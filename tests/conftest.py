@@ -63,8 +63,36 @@ def _fresh_symbol_cache():
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
-    """Close connections after each use, so no thread holds the test database open."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """Close connections after each use, so no thread holds the test database open.
+
+    SQLite tests use a WAL file like the app, not the shared-cache in-memory database,
+    whose table locks fail a reader at once while the worker's thread writes.
+    """
     from django.conf import settings
 
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        test_db = tmp_path_factory.mktemp("sqlite") / "test.sqlite3"
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = str(test_db)
+
+
+@pytest.fixture
+async def fake_exchange():
+    """A started FakeExchange on an ephemeral loopback port (fast server pings)."""
+    from liquidations.fake_exchange import FakeExchange
+
+    async with FakeExchange(ping_interval=5.0, seed=1) as fx:
+        yield fx
+
+
+@pytest.fixture
+def upstream_settings(settings, fake_exchange):
+    """Point the ingest at the fake exchange, with tiny reconnect delays."""
+    settings.BINANCE_WS_BASE_URL = fake_exchange.ws_base_url
+    settings.BINANCE_REST_BASE_URL = fake_exchange.rest_base_url
+    settings.LIQUIDATION_SYMBOLS = []
+    settings.BINANCE_RECONNECT_INITIAL_SECONDS = 0.05
+    settings.BINANCE_RECONNECT_MAX_SECONDS = 0.2
+    settings.BINANCE_STABLE_CONNECTION_SECONDS = 60.0
+    return settings

@@ -1,0 +1,277 @@
+"""Admin: the record is read-only, and stays usable with millions of liquidations."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import UTC
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Max, QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from .binance import SYMBOL_RE
+from .models import ConnectionGap, Liquidation, Side, Symbol, WorkerState
+from .selectors import format_decimal, symbol_info, symbol_info_map
+
+EXACT_COUNT_LIMIT = 10_000
+CSV_COLUMNS = (
+    "id",
+    "trade_time",
+    "event_time",
+    "symbol",
+    "side",
+    "liquidated",
+    "order_type",
+    "time_in_force",
+    "original_quantity",
+    "price",
+    "average_price",
+    "order_status",
+    "last_filled_quantity",
+    "filled_quantity",
+    "notional_usd",
+    "received_at",
+)
+
+
+class LargeTablePaginator(Paginator):
+    """Count exactly up to EXACT_COUNT_LIMIT rows; beyond that, estimate without COUNT(*).
+
+    PostgreSQL's planner estimate serves filtered lists; an unfiltered list on another
+    database uses the highest id (rows are only ever appended).
+    """
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        capped = queryset.order_by()[: EXACT_COUNT_LIMIT + 1].count()
+        if capped <= EXACT_COUNT_LIMIT:
+            return capped
+        return max(capped, self._estimate(queryset))
+
+    @staticmethod
+    def _estimate(queryset: QuerySet) -> int:
+        connection = connections[queryset.db]
+        if connection.vendor == "postgresql":
+            sql, params = queryset.order_by().values("pk").query.sql_with_params()
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+                plan = cursor.fetchone()[0]
+            if isinstance(plan, str):
+                import json
+
+                plan = json.loads(plan)
+            return int(plan[0]["Plan"]["Plan Rows"])
+        if not queryset.query.where:
+            return queryset.model.objects.aggregate(top=Max("pk"))["top"] or 0
+        return 0
+
+
+class SymbolFilter(admin.SimpleListFilter):
+    """A text box (with the known symbols as suggestions): 500 links would be no filter."""
+
+    title = "symbol"
+    parameter_name = "symbol"
+    template = "admin/liquidations/symbol_filter.html"
+
+    def lookups(self, request, model_admin):
+        return ()
+
+    def has_output(self) -> bool:
+        return True
+
+    def value(self) -> str | None:
+        value = super().value()
+        return value.strip().upper() if value else None
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not SYMBOL_RE.match(value):
+            return queryset.none()
+        return queryset.filter(symbol=value)
+
+    def choices(self, changelist):
+        yield {
+            "value": self.value() or "",
+            "parameter_name": self.parameter_name,
+            "hidden": [
+                (key, value)
+                for key, values in changelist.params.items()
+                if key != self.parameter_name
+                for value in (values if isinstance(values, list) else [values])
+            ],
+            "clear_query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "symbols": list(Symbol.objects.values_list("symbol", flat=True)),
+        }
+
+
+@admin.register(Liquidation)
+class LiquidationAdmin(admin.ModelAdmin):
+    list_display = (
+        "trade_time_display",
+        "symbol",
+        "side_display",
+        "quantity_display",
+        "average_price_display",
+        "usd_display",
+    )
+    list_filter = ("side", SymbolFilter, "trade_time")
+    search_fields = ("symbol",)
+    search_help_text = "Symbol or its beginning, e.g. BTC or 1000PEPEUSDT."
+    date_hierarchy = "trade_time"
+    ordering = ("-trade_time", "-id")
+    sortable_by = ("trade_time_display",)
+    list_per_page = 100
+    list_max_show_all = 1000
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = LargeTablePaginator
+    actions = ("export_csv",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        """Match symbols by prefix through the Symbol table, so the symbol index is used."""
+        term = search_term.strip().upper()
+        if not term:
+            return queryset, False
+        if not SYMBOL_RE.match(term):
+            return queryset.none(), False
+        symbols = set(
+            Symbol.objects.filter(symbol__startswith=term).values_list("symbol", flat=True)
+        )
+        if not symbols:
+            # Not listed (yet): a plain prefix match, slower but still correct.
+            return queryset.filter(symbol__startswith=term), False
+        symbols.add(term)
+        return queryset.filter(symbol__in=sorted(symbols)), False
+
+    def changelist_view(self, request, extra_context=None):
+        # One Symbol query per page for quantity formatting, not one per row.
+        self._symbol_infos = symbol_info_map()
+        return super().changelist_view(request, extra_context)
+
+    def _info(self, obj: Liquidation):
+        infos = getattr(self, "_symbol_infos", None)
+        return symbol_info(symbol=obj.symbol, infos=infos)
+
+    @admin.display(description="time (UTC)", ordering="trade_time")
+    def trade_time_display(self, obj: Liquidation) -> str:
+        return obj.trade_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+    @admin.display(description="side")
+    def side_display(self, obj: Liquidation) -> str:
+        return Side(obj.side).label
+
+    @admin.display(description="quantity")
+    def quantity_display(self, obj: Liquidation) -> str:
+        info = self._info(obj)
+        return f"{format_decimal(obj.filled_quantity, info.quantity_precision)} {info.base_asset}"
+
+    @admin.display(description="average price")
+    def average_price_display(self, obj: Liquidation) -> str:
+        return format_decimal(obj.average_price, None)
+
+    @admin.display(description="amount (USD)")
+    def usd_display(self, obj: Liquidation) -> str:
+        return f"${obj.notional_usd:,.0f}"
+
+    @admin.action(description="Export selected liquidations as CSV", permissions=["view"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
+        rows = queryset.order_by("-trade_time", "-id").values_list(
+            *(c for c in CSV_COLUMNS if c != "liquidated")
+        )
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="liquidations-{stamp}.csv"'
+        return response
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(rows: QuerySet) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    side_index = CSV_COLUMNS.index("side")
+    for row in rows.iterator(chunk_size=2000):
+        values = [v.isoformat() if hasattr(v, "isoformat") else v for v in row]
+        liquidated = "long" if row[side_index] == Side.SELL else "short"
+        values.insert(side_index + 1, liquidated)
+        yield writer.writerow(values)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Facts recorded by the worker: viewable, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Symbol)
+class SymbolAdmin(ReadOnlyAdmin):
+    list_display = (
+        "symbol",
+        "status",
+        "base_asset",
+        "quote_asset",
+        "price_precision",
+        "quantity_precision",
+        "tick_size",
+        "step_size",
+        "updated_at",
+    )
+    list_filter = ("status", "quote_asset")
+    search_fields = ("symbol", "base_asset")
+    list_per_page = 200
+
+
+@admin.register(ConnectionGap)
+class ConnectionGapAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "ended_at", "duration_display", "reason")
+    date_hierarchy = "started_at"
+    search_fields = ("reason",)
+    list_per_page = 100
+
+    @admin.display(description="duration")
+    def duration_display(self, obj: ConnectionGap) -> str:
+        seconds = obj.duration.total_seconds()
+        if seconds < 60:
+            return f"{seconds:.1f} s"
+        minutes, seconds = divmod(int(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
+
+
+@admin.register(WorkerState)
+class WorkerStateAdmin(ReadOnlyAdmin):
+    list_display = (
+        "state",
+        "connected_since",
+        "last_event_at",
+        "events_stored",
+        "malformed_dropped",
+        "heartbeat_at",
+    )

@@ -1,0 +1,427 @@
+"""The ingest worker against the fake exchange over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import socket
+from datetime import timedelta
+
+import orjson
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.core.management import CommandError, call_command
+from django.db import connections
+from django.utils import timezone
+
+from liquidations.binance import (
+    Backoff,
+    ExchangeInfoError,
+    MalformedFrame,
+    UpstreamClient,
+    parse_frame,
+)
+from liquidations.management.commands.liquidations import _request
+from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
+from liquidations.worker import Ingest, worker_create
+from tests.factories import force_order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def eventually(predicate, *, timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll an async predicate until it holds (the timeout only bounds a failing test)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def stored_count() -> int:
+    return await sync_to_async(Liquidation.objects.count)()
+
+
+async def status() -> dict:
+    reply = await _request("stream.status", 5.0)
+    assert reply is not None, "the worker did not answer stream.status"
+    return reply
+
+
+async def run_command(*args, **kwargs) -> None:
+    # Not thread-sensitive: the worker's consumer closes old connections in that one
+    # thread before each handler, so a command waiting there for its reply would block it.
+    def call() -> None:
+        try:
+            call_command(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    await sync_to_async(call, thread_sensitive=False)()
+
+
+def stored_at_least(n: int):
+    async def check() -> bool:
+        return await stored_count() >= n
+
+    return check
+
+
+@pytest.fixture
+async def channel_layer():
+    layer = get_channel_layer()
+    await layer.flush()
+    yield layer
+    await layer.flush()
+
+
+@pytest.fixture
+async def worker(upstream_settings, channel_layer, fake_exchange):
+    """The real LiquidationWorker (as `runworker liquidations` runs it), in this loop."""
+    running = worker_create(channel_layer=channel_layer)
+    task = asyncio.create_task(running.arun())
+    await fake_exchange.wait_for_clients(1)
+    yield running
+    await running.shutdown()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_events_are_stored_once_and_each_batch_broadcast_with_rendered_rows(
+    worker, fake_exchange, channel_layer
+):
+    member = await channel_layer.new_channel()
+    await channel_layer.group_add("liquidations.all", member)
+    sent = await fake_exchange.generate(rate=5000, count=40)
+    await eventually(stored_at_least(sent), what="40 stored events")
+
+    rows = []
+    while len(rows) < sent:
+        message = await asyncio.wait_for(channel_layer.receive(member), 5)
+        assert message["type"] == "liquidations.batch"
+        assert message["rows"], "a batch message carries at least one row"
+        rows.extend(message["rows"])
+    ids = [row["id"] for row in rows]
+    assert len(set(ids)) == sent == await stored_count()
+    assert all(f'id="liq-{row["id"]}"' in row["html"] for row in rows)
+    assert {row["side"] for row in rows} <= {"BUY", "SELL"}
+    await channel_layer.group_discard("liquidations.all", member)
+
+
+async def test_one_message_per_group_per_batch(upstream_settings, channel_layer):
+    ingest = Ingest(channel_layer=channel_layer)
+    all_member = await channel_layer.new_channel()
+    btc_member = await channel_layer.new_channel()
+    await channel_layer.group_add("liquidations.all", all_member)
+    await channel_layer.group_add("liquidations.BTCUSDT", btc_member)
+    payloads = [
+        force_order(symbol="BTCUSDT", z="1.5", ap="87000"),
+        force_order(symbol="ETHUSDT", side="BUY"),
+        force_order(symbol="BTCUSDT", side="BUY", z="0.002"),
+    ]
+    batch = [parse_frame(orjson.dumps(p)) for p in payloads]
+    await ingest._store(batch + batch[:1])
+    await ingest.aclose()
+
+    everything = await asyncio.wait_for(channel_layer.receive(all_member), 5)
+    btc = await asyncio.wait_for(channel_layer.receive(btc_member), 5)
+    assert [row["symbol"] for row in everything["rows"]] == ["BTCUSDT", "ETHUSDT", "BTCUSDT"]
+    assert [row["symbol"] for row in btc["rows"]] == ["BTCUSDT", "BTCUSDT"]
+    assert "1.5" in btc["rows"][0]["html"] and "$130,500" in btc["rows"][0]["html"]
+    # Nothing more: one message per group for the whole batch, the duplicate not shown.
+    for member in (all_member, btc_member):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(channel_layer.receive(member), 0.2)
+    assert ingest.status.duplicates_skipped == 1
+
+
+async def test_abrupt_drop_reconnects_after_backoff_and_records_the_gap(
+    worker, fake_exchange, upstream_settings
+):
+    upstream_settings.BINANCE_RECONNECT_INITIAL_SECONDS = 0.3  # applies to the next client
+    await fake_exchange.generate(rate=5000, count=5)
+    await eventually(stored_at_least(5), what="first events")
+
+    await fake_exchange.drop_connections()
+    await fake_exchange.wait_for_connections(2)
+    await fake_exchange.generate(rate=5000, count=5)
+    await eventually(stored_at_least(10), what="events after the reconnect")
+
+    gap = await sync_to_async(ConnectionGap.objects.get)()
+    assert "no close frame" in gap.reason
+    assert gap.ended_at > gap.started_at
+    reply = await status()
+    assert reply["reconnects"] == 1
+    assert reply["state"] == "streaming"
+
+
+async def test_connect_failures_retry_with_growing_backoff(caplog):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    client = UpstreamClient(
+        url=f"ws://127.0.0.1:{port}/market/ws/!forceOrder@arr",
+        on_message=lambda raw: None,
+        on_connected=_noop,
+        on_disconnected=_noop_reason,
+        backoff=Backoff(initial=0.01, cap=0.04),
+    )
+    caplog.set_level(logging.WARNING, logger="liquidations.binance")
+    task = asyncio.create_task(client.run())
+
+    async def four_retries() -> bool:
+        return sum("failed" in r.getMessage() for r in caplog.records) >= 4
+
+    await eventually(four_retries, what="four connect retries")
+    await client.stop()
+    await task
+    failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert all("ConnectionRefusedError" in m or "OSError" in m for m in failures)
+    assert [f"retry {n} in" in m for n, m in zip(range(1, 5), failures, strict=False)] == [True] * 4
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets():
+    backoff = Backoff(initial=1.0, cap=30.0)
+    nominal = [1, 2, 4, 8, 16, 30, 30]
+    for expected in nominal:
+        delay = backoff.next_delay()
+        assert expected / 2 <= delay <= expected
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+
+
+async def test_events_replayed_after_a_reconnect_are_stored_once(worker, fake_exchange):
+    payloads = [force_order(symbol=s) for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT") * 4]
+    for payload in payloads:
+        await fake_exchange.broadcast(payload)
+    await eventually(stored_at_least(12), what="first pass")
+    await fake_exchange.drop_connections()
+    await fake_exchange.wait_for_connections(2)
+    await fake_exchange.wait_for_clients(1)
+    for payload in payloads:
+        await fake_exchange.broadcast(payload)
+    await fake_exchange.broadcast(force_order(symbol="XRPUSDT"))
+
+    async def all_seen() -> bool:
+        reply = await status()
+        return reply["events_stored"] + reply["duplicates_skipped"] >= 25
+
+    await eventually(all_seen, what="second pass handled")
+    assert await stored_count() == 13
+    assert (await status())["duplicates_skipped"] == 12
+
+
+async def test_real_capture_replayed_three_times_across_drops_is_stored_once(
+    worker, fake_exchange, real_capture
+):
+    lines = [line for line in real_capture.read_text().splitlines() if line.strip()]
+    unique = set()
+    malformed = 0
+    for line in lines:
+        try:
+            unique.add(parse_frame(line).dedup_key)
+        except MalformedFrame:
+            malformed += 1  # e.g. a real symbol outside ^[A-Z0-9]{1,30}$ (not a group name)
+    for lap in range(3):
+        if lap:
+            await fake_exchange.drop_connections()
+            await fake_exchange.wait_for_connections(lap + 1)
+            await fake_exchange.wait_for_clients(1)
+        assert await fake_exchange.replay(real_capture) == len(lines)
+
+    async def all_seen() -> bool:
+        reply = await status()
+        handled = reply["events_stored"] + reply["duplicates_skipped"]
+        return handled >= 3 * (len(lines) - malformed)
+
+    await eventually(all_seen, timeout=60, what="three passes handled")
+    assert await stored_count() == len(unique)
+    assert (await status())["malformed_dropped"] == 3 * malformed
+
+
+async def test_malformed_frames_are_counted_and_skipped_while_events_keep_arriving(
+    worker, fake_exchange
+):
+    sent = await fake_exchange.generate(rate=5000, count=30, malformed_every=5)
+    await fake_exchange.broadcast(b"\xff\xfe not even utf-8")
+    await eventually(stored_at_least(sent), what="valid events after malformed ones")
+    reply = await status()
+    assert reply["malformed_dropped"] == fake_exchange.malformed_sent + 1 == 7
+    assert reply["events_stored"] == 30
+
+
+async def test_status_stop_and_start_commands(worker, fake_exchange):
+    await fake_exchange.generate(rate=5000, count=3)
+    await eventually(stored_at_least(3), what="events")
+
+    out = io.StringIO()
+    await run_command("liquidations", "status", stdout=out)
+    text = out.getvalue()
+    assert "state:             streaming" in text
+    assert "events stored:     3" in text
+    assert "malformed dropped: 0" in text
+    assert "last event:" in text and "s ago" in text
+    assert f"upstream:          {fake_exchange.ws_base_url}/ws/!forceOrder@arr" in text
+
+    out = io.StringIO()
+    await run_command("liquidations", "stop", stdout=out)
+    assert "state:             stopped" in out.getvalue()
+
+    async def disconnected() -> bool:
+        return fake_exchange.connections == 0
+
+    await eventually(disconnected, what="the upstream socket to close")
+    await run_command("liquidations", "start", stdout=io.StringIO())
+    await fake_exchange.wait_for_clients(1)
+    await fake_exchange.generate(rate=5000, count=2)
+    await eventually(stored_at_least(5), what="events after restart")
+    gap = await sync_to_async(ConnectionGap.objects.get)()
+    assert gap.reason == "stream stopped"
+
+
+def test_status_without_a_worker_reports_the_last_heartbeat_or_fails_clearly(settings):
+    with pytest.raises(CommandError, match="No reply from the worker"):
+        call_command("liquidations", "status", "--timeout", "0.05", stdout=io.StringIO())
+    WorkerState.objects.create(
+        state="streaming", events_stored=42, malformed_dropped=1, heartbeat_at=timezone.now()
+    )
+    out, err = io.StringIO(), io.StringIO()
+    call_command("liquidations", "status", "--timeout", "0.05", stdout=out, stderr=err)
+    assert "last heartbeat from the database" in err.getvalue()
+    assert "events stored:     42" in out.getvalue()
+
+
+async def test_boot_gap_runs_from_the_last_heartbeat(
+    upstream_settings, channel_layer, fake_exchange
+):
+    last_alive = timezone.now() - timedelta(hours=1)
+    await sync_to_async(WorkerState.objects.create)(state="streaming", heartbeat_at=last_alive)
+    running = worker_create(channel_layer=channel_layer)
+    task = asyncio.create_task(running.arun())
+    try:
+        await fake_exchange.wait_for_clients(1)
+
+        async def gap_closed() -> bool:
+            gap = await sync_to_async(ConnectionGap.objects.first)()
+            return gap is not None and gap.ended_at > last_alive + timedelta(minutes=59)
+
+        await eventually(gap_closed, what="the boot gap")
+    finally:
+        await running.shutdown()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    gap = await sync_to_async(ConnectionGap.objects.get)()
+    assert gap.started_at == last_alive
+    assert gap.reason == "worker not running"
+
+
+async def test_exchange_info_fills_the_symbol_table_at_start(worker, fake_exchange):
+    async def synced() -> bool:
+        return await sync_to_async(Symbol.objects.count)() == len(fake_exchange.symbols)
+
+    await eventually(synced, what="the symbol table")
+    pepe = await sync_to_async(Symbol.objects.get)(symbol="1000PEPEUSDT")
+    assert (pepe.base_asset, pepe.quote_asset, pepe.status) == ("1000PEPE", "USDT", "TRADING")
+    assert (pepe.price_precision, pepe.quantity_precision) == (7, 0)
+    assert str(pepe.tick_size.normalize()) == "1E-7"
+    settling = await sync_to_async(Symbol.objects.get)(symbol="LUNA2USDT")
+    assert settling.status == "SETTLING"
+
+
+async def test_exchange_info_failures_keep_the_table_and_are_retried(
+    upstream_settings, channel_layer, fake_exchange, caplog
+):
+    await sync_to_async(Symbol.objects.create)(
+        symbol="OLDUSDT",
+        status="TRADING",
+        base_asset="OLD",
+        quote_asset="USDT",
+        price_precision=2,
+        quantity_precision=1,
+        tick_size="0.01",
+        step_size="0.1",
+    )
+    ingest = Ingest(channel_layer=channel_layer)
+    try:
+        fake_exchange.rest_status = 503
+        with pytest.raises(ExchangeInfoError, match="HTTP 503"):
+            await ingest.sync_symbols()
+        fake_exchange.rest_status = 200
+        fake_exchange.exchange_info_override = {"symbols": "not a list"}
+        with pytest.raises(ExchangeInfoError, match="no 'symbols' list"):
+            await ingest.sync_symbols()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            upstream_settings.BINANCE_REST_BASE_URL = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        with pytest.raises(ExchangeInfoError, match="unreachable"):
+            await ingest.sync_symbols()
+        assert await sync_to_async(Symbol.objects.count)() == 1
+
+        # The worker's own loop logs the failure, keeps streaming and retries.
+        upstream_settings.BINANCE_REST_BASE_URL = fake_exchange.rest_base_url
+        upstream_settings.BINANCE_EXCHANGE_INFO_RETRY_SECONDS = 0.05
+        fake_exchange.exchange_info_override = None
+        fake_exchange.rest_status = 500
+        caplog.set_level(logging.WARNING, logger="liquidations.worker")
+        await ingest.start()
+        await fake_exchange.wait_for_clients(1)
+
+        async def failed_twice() -> bool:
+            return fake_exchange.rest_requests >= 5
+
+        await eventually(failed_twice, what="retried exchangeInfo requests")
+        assert any("Exchange info sync failed" in r.getMessage() for r in caplog.records)
+        fake_exchange.rest_status = 200
+
+        async def synced() -> bool:
+            return await sync_to_async(Symbol.objects.count)() == 1 + len(fake_exchange.symbols)
+
+        await eventually(synced, what="the symbol table after the REST API recovered")
+        await fake_exchange.generate(rate=5000, count=3)
+        await eventually(stored_at_least(3), what="events streamed meanwhile")
+    finally:
+        await ingest.stop()
+        await ingest.aclose()
+
+
+async def test_unrouted_legacy_path_connects_but_delivers_nothing(fake_exchange):
+    """The fake exchange behaves like Binance since 2026-04-23 on the retired /ws path."""
+    from websockets.asyncio.client import connect
+
+    legacy = fake_exchange.ws_base_url.removesuffix("/market") + "/ws/!forceOrder@arr"
+    async with connect(legacy) as ws:
+        await ws.send('{"method":"SUBSCRIBE","params":["!forceOrder@arr"],"id":7}')
+        assert orjson.loads(await ws.recv()) == {"result": None, "id": 7}
+        assert await fake_exchange.broadcast(force_order()) == 0
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.2)
+
+
+async def test_combined_stream_gets_only_its_symbols_wrapped(fake_exchange):
+    from websockets.asyncio.client import connect
+
+    url = f"{fake_exchange.ws_base_url}/stream?streams=btcusdt@forceOrder/ethusdt@forceOrder"
+    async with connect(url) as ws:
+        await fake_exchange.wait_for_clients(1)
+        assert await fake_exchange.broadcast(force_order(symbol="SOLUSDT")) == 0
+        assert await fake_exchange.broadcast(force_order(symbol="ETHUSDT")) == 1
+        frame = orjson.loads(await ws.recv())
+        assert frame["stream"] == "ethusdt@forceOrder"
+        assert frame["data"]["o"]["s"] == "ETHUSDT"
+        await ws.send('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+        reply = orjson.loads(await ws.recv())
+        assert reply == {"result": ["btcusdt@forceOrder", "ethusdt@forceOrder"], "id": 1}
+
+
+async def _noop() -> None:
+    return None
+
+
+async def _noop_reason(reason: str) -> None:
+    return None
