@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 import django
 import orjson
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orderfox.settings")
 
 
@@ -108,22 +109,43 @@ def truncate() -> None:
         conn.close()
 
 
-def make_frames(factory, count: int, rnd: random.Random) -> list[bytes]:
-    frames = [frame for _, frame in factory.frames(count)]
-    dups = [frames[rnd.randrange(count)] for _ in range(count // 50)]
-    for dup in dups:
-        frames.insert(rnd.randrange(len(frames)), dup)
-    return frames
+class Exchange:
+    """The load generator in its own process: its sending costs no CPU of the subject."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.port = int(self._expect("port"))
+
+    def _expect(self, word: str) -> str:
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != word:
+            raise RuntimeError(f"load generator said {line!r}, expected {word!r}")
+        return line[1]
+
+    async def command(self, text: str, answer: str) -> str:
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return await asyncio.to_thread(self._expect, answer)
+
+    def close(self) -> None:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
 
 
-async def subject_run(ingest, loadgen, frames: list[bytes], listener) -> float:
+async def subject_run(ingest, exchange: Exchange, frames: list[bytes], listener) -> float:
     status = ingest.status
-    target = status.events_received + len(frames)
     done_before = status.events_stored + status.duplicates_skipped
     rows_before = listener.rows
     expected_new = len(set(frames))
     start = time.perf_counter()
-    await loadgen.blast([(0, f) for f in frames])
+    await exchange.command("go", "sent")
     deadline = time.monotonic() + 120
     while (
         status.events_stored + status.duplicates_skipped - done_before < len(frames)
@@ -131,7 +153,7 @@ async def subject_run(ingest, loadgen, frames: list[bytes], listener) -> float:
     ):
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"ingest stalled: received {status.events_received}/{target}, "
+                f"ingest stalled: received {status.events_received}, "
                 f"stored {status.events_stored}, broadcast rows {listener.rows - rows_before}"
             )
         await asyncio.sleep(0.002)
@@ -144,11 +166,13 @@ class Listener:
     def __init__(self, layer) -> None:
         self.layer = layer
         self.rows = 0
+        self.batches = 0
 
     async def run(self, channel: str) -> None:
         while True:
             message = await self.layer.receive(channel)
             self.rows += len(message["rows"])
+            self.batches += 1
 
 
 async def main(args) -> dict:
@@ -156,12 +180,12 @@ async def main(args) -> dict:
     from django.conf import settings
     from django.db import connection
 
-    from bench.loadgen import EventFactory, LoadGen
+    from bench.loadgen import bench_frames
     from liquidations.worker import Ingest
 
-    loadgen = LoadGen()
-    await loadgen.start()
-    settings.BINANCE_WS_BASE_URL = loadgen.ws_base_url
+    exchange = Exchange()
+    settings.BINANCE_WS_BASE_URL = f"ws://127.0.0.1:{exchange.port}/market"
+    settings.BINANCE_REST_BASE_URL = f"http://127.0.0.1:{exchange.port}"
     settings.LIQUIDATION_SYMBOLS = []
     layer = get_channel_layer()
     listener = Listener(layer)
@@ -170,29 +194,34 @@ async def main(args) -> dict:
     listen_task = asyncio.create_task(listener.run(channel))
     ingest = Ingest(channel_layer=layer)
     await ingest.start()
-    await loadgen.wait_for_clients(1)
-    factory = EventFactory()
-    rnd = random.Random(11)
+    while ingest.status.state != "streaming":
+        await asyncio.sleep(0.01)
+    start_ms = int(time.time() * 1000) - 3_600_000
     subject, baseline = [], []
-    # Warm-up: templates, connections, JIT-free but cache-warm code paths.
-    await subject_run(ingest, loadgen, make_frames(factory, 2000, rnd), listener)
-    for _ in range(args.reps):
-        frames = make_frames(factory, args.events, rnd)
+    for rep in range(args.reps + 1):
+        seed = 100 + rep
+        count = args.events if rep else 2000  # rep 0 warms up, not counted
+        start_ms += 10 * count
+        frames = bench_frames(count=count, start_ms=start_ms, seed=seed)
+        await exchange.command(f"prep {count} {start_ms} {seed}", "ready")
         await asyncio.to_thread(truncate)
-        baseline.append(len(frames) / await asyncio.to_thread(baseline_run, frames))
+        base = len(frames) / await asyncio.to_thread(baseline_run, frames)
         await asyncio.to_thread(truncate)
-        frames = make_frames(factory, args.events, rnd)
-        subject.append(len(frames) / await subject_run(ingest, loadgen, frames, listener))
+        subj = len(frames) / await subject_run(ingest, exchange, frames, listener)
+        if rep:
+            baseline.append(base)
+            subject.append(subj)
     await ingest.stop()
     await ingest.aclose()
     listen_task.cancel()
-    await loadgen.stop()
+    exchange.close()
     return {
         "database": connection.vendor,
         "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
         "events_per_run": args.events,
         "duplicates_per_run": args.events // 50,
         "reps": args.reps,
+        "mean_batch_rows": listener.rows / max(1, listener.batches),
         "subject_events_per_s": subject,
         "baseline_events_per_s": baseline,
     }

@@ -1,4 +1,4 @@
-"""The bench's exchange: speaks Binance's forceOrder protocol at a precise rate.
+"""The bench's exchange: the project's fake exchange, sending at a precise rate.
 
 Every generated event has a unique trade time T (one millisecond apart), so a row received
 anywhere maps back to the moment its frame was sent. Send times use time.perf_counter(),
@@ -13,9 +13,15 @@ import time
 from datetime import UTC, datetime
 
 import orjson
-from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.asyncio.server import ServerConnection, broadcast
 
-SYMBOLS = [f"B{i:03d}USDT" for i in range(440)]
+from liquidations.fake_exchange import ALL_MARKET_STREAM, FakeExchange
+from liquidations.fake_exchange import SYMBOLS as FAKE_SYMBOLS
+
+# The fake exchange's listed contracts, then unlisted ones up to the market's ~440.
+SYMBOLS = [s.symbol for s in FAKE_SYMBOLS] + [
+    f"B{i:03d}USDT" for i in range(440 - len(FAKE_SYMBOLS))
+]
 
 
 def iso_ms(ms: int) -> str:
@@ -65,50 +71,21 @@ class EventFactory:
         return out
 
 
-class LoadGen:
-    """A loopback server on /market/ws/!forceOrder@arr (and /market/stream) with paced sends."""
+class LoadGen(FakeExchange):
+    """The project's fake exchange (protocol, REST exchangeInfo) with paced, timed sends."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
-        self.connections: set[ServerConnection] = set()
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.sent_at: dict[int, float] = {}  # T -> perf_counter() at send
-        self._server = None
-        self._joined = asyncio.Event()
 
-    @property
-    def ws_base_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/market"
-
-    async def start(self) -> None:
-        self._server = await serve(
-            self._handler, self.host, self.port, max_size=2**20, compression=None
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _handler(self, ws: ServerConnection) -> None:
-        self.connections.add(ws)
-        self._joined.set()
-        try:
-            await ws.wait_closed()
-        finally:
-            self.connections.discard(ws)
-
-    async def wait_for_clients(self, count: int, timeout: float = 30.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.connections) < count:
-                self._joined.clear()
-                await self._joined.wait()
+    def _targets(self) -> list[ServerConnection]:
+        # The bench's clients all read the all-market stream.
+        return [c.ws for c in self._clients if ALL_MARKET_STREAM in c.streams]
 
     def send_now(self, frames: list[tuple[int, bytes]]) -> None:
         """Send frames at once (one WebSocket message each, as Binance does), as text."""
         now = time.perf_counter()
-        conns = list(self.connections)
+        conns = self._targets()
         for t, frame in frames:
             self.sent_at[t] = now
             broadcast(conns, frame.decode())
@@ -127,12 +104,57 @@ class LoadGen:
         return time.perf_counter() - start
 
     async def blast(self, frames: list[tuple[int, bytes]], *, chunk: int = 200) -> float:
-        """Send as fast as the socket drains, yielding to the loop between chunks."""
+        """Send as fast as the sockets drain, yielding to the loop between chunks."""
         start = time.perf_counter()
         for i in range(0, len(frames), chunk):
             self.send_now(frames[i : i + chunk])
             # Respect back-pressure: don't buffer the whole run in memory.
-            while any(c.transport.get_write_buffer_size() > 1 << 20 for c in self.connections):
+            while any(ws.transport.get_write_buffer_size() > 1 << 20 for ws in self._targets()):
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0)
         return time.perf_counter() - start
+
+
+def bench_frames(*, count: int, start_ms: int, seed: int) -> list[bytes]:
+    """The ingest bench's frame list: `count` unique events plus 2 % re-sent duplicates."""
+    rnd = random.Random(seed)
+    frames = [frame for _, frame in EventFactory(start_ms=start_ms, seed=seed).frames(count)]
+    for _ in range(count // 50):
+        frames.insert(rnd.randrange(len(frames)), frames[rnd.randrange(count)])
+    return frames
+
+
+async def _serve_commands() -> None:
+    """Line protocol on stdin/stdout, so the exchange runs in its own process (own CPU).
+
+    `prep COUNT START_MS SEED` builds bench_frames(); `go` blasts them; `quit` ends.
+    """
+    import sys
+
+    loadgen = LoadGen()
+    await loadgen.start()
+    print(f"port {loadgen.port}", flush=True)
+    loop = asyncio.get_running_loop()
+    frames: list[bytes] = []
+    while True:
+        line = (await loop.run_in_executor(None, sys.stdin.readline)).split()
+        if not line or line[0] == "quit":
+            break
+        if line[0] == "prep":
+            count, start_ms, seed = map(int, line[1:4])
+            frames = bench_frames(count=count, start_ms=start_ms, seed=seed)
+            print(f"ready {len(frames)}", flush=True)
+        elif line[0] == "go":
+            seconds = await loadgen.blast([(0, f) for f in frames])
+            print(f"sent {seconds:.6f}", flush=True)
+    await loadgen.stop()
+
+
+if __name__ == "__main__":
+    import logging
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_serve_commands())
