@@ -1,31 +1,210 @@
-"""Browser WebSocket consumers: one per viewer socket."""
+"""Browser WebSocket consumers: one per viewer socket.
+
+The server sends text frames of hx-swap-oob fragments (rows, worker status). The browser
+may send one kind of message, a filter update, as a small JSON object:
+
+    {"min_usd": "10000", "side": "all" | "long" | "short", "since": <row id> | null}
+
+"since" asks for the rows stored after that id (matching the filter, newest 50): the page
+sends it on every (re)connect and after a filter change, so the table has no hole.
+Anything else closes the socket: 1009 when too large, 1008 otherwise.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from urllib.parse import parse_qsl
+
+import orjson
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
 
 from .binance import SYMBOL_RE
-from .services import GROUP_ALL, symbol_group
+from .filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side
+from .selectors import liquidation_feed, liquidation_rows, worker_status
+from .services import GROUP_ALL, WORKER_STATUS_GROUP, symbol_group
+
+logger = logging.getLogger(__name__)
+
+MAX_ROWS = 50
+MAX_MESSAGE_BYTES = 256
+MESSAGE_KEYS = frozenset({"min_usd", "side", "since"})
+MAX_ROW_ID = 2**63 - 1
+# A person changing filters sends a few messages a minute; more than this is a script.
+RATE_WINDOW_SECONDS = 10.0
+RATE_MAX_MESSAGES = 10
+# Something is sent at least this often, so proxies keep an idle socket open and the
+# page can tell a dead connection from a quiet market.
+HEARTBEAT_SECONDS = 30.0
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_NOT_FOUND = 4404
+ROWS_OPEN = '<tbody id="liquidation-rows" hx-swap-oob="afterbegin">'
+ROWS_CLOSE = "</tbody>"
+
+
+class BadMessage(ValueError):
+    """A client message the consumer refuses; the message says why."""
+
+
+def feed_filter_from_message(text: str) -> tuple[FeedFilter, int | None]:
+    """Return the filter and the catch-up cursor of a client message, or raise BadMessage."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage("not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadMessage("not a JSON object")
+    unknown = set(data) - MESSAGE_KEYS
+    if unknown or not {"min_usd", "side"} <= set(data):
+        raise BadMessage("expected the keys min_usd, side and optionally since")
+    try:
+        feed_filter = FeedFilter(
+            min_usd=parse_min_usd(data["min_usd"]), side=parse_side(data["side"])
+        )
+    except InvalidFilter as exc:
+        raise BadMessage(str(exc)) from exc
+    since = data.get("since")
+    if since is not None and (
+        isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_ROW_ID
+    ):
+        raise BadMessage("since must be a row id or null")
+    return feed_filter, since
+
+
+def _catch_up(*, symbol: str | None, feed_filter: FeedFilter, since: int) -> str:
+    """Render the rows stored after since that pass the filter, newest first."""
+    liquidations = liquidation_feed(
+        symbol=symbol,
+        min_usd=feed_filter.min_usd,
+        side=feed_filter.binance_side,
+        after_id=since,
+    )[:MAX_ROWS]
+    return "".join(
+        render_to_string("liquidations/_row.html", {"row": row})
+        for row in liquidation_rows(liquidations=liquidations)
+    )
+
+
+def _worker_status_html() -> str:
+    return render_to_string(
+        "liquidations/_worker_status.html", {"status": worker_status(), "oob": True}
+    )
 
 
 class LiquidationFeedConsumer(AsyncWebsocketConsumer):
     """Join the feed's group and forward each batch as one frame of OOB row fragments."""
 
+    symbol: str | None = None
+    feed_filter = FeedFilter()
+
     async def connect(self) -> None:
-        symbol = str(self.scope["url_route"]["kwargs"].get("symbol", "")).upper()
+        self.groups_joined: list[str] = []
+        self.message_times: list[float] = []
+        self.last_sent = time.monotonic()
+        self.status_forwarded: tuple[str, int | None] | None = None
+        self.heartbeat: asyncio.Task | None = None
+        symbol = str(self.scope["url_route"]["kwargs"].get("symbol", ""))
         if symbol and not SYMBOL_RE.match(symbol):
-            await self.close(code=4404)
+            await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.group = symbol_group(symbol) if symbol else GROUP_ALL
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.symbol = symbol or None
+        # The page's filter rides on the URL; a malformed one falls back to the default,
+        # and the page sends its filter again once connected anyway.
+        query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")[:256]))
+        self.feed_filter = FeedFilter.from_query(query)
+        for group in (symbol_group(symbol) if symbol else GROUP_ALL, WORKER_STATUS_GROUP):
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
         await self.accept()
+        self.heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        heartbeat = getattr(self, "heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._refuse(CLOSE_POLICY, "binary frames are not accepted")
+            return
+        if len(text_data) > MAX_MESSAGE_BYTES or len(text_data.encode()) > MAX_MESSAGE_BYTES:
+            await self._refuse(CLOSE_TOO_BIG, f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+            return
+        now = time.monotonic()
+        self.message_times = [t for t in self.message_times if now - t < RATE_WINDOW_SECONDS]
+        if len(self.message_times) >= RATE_MAX_MESSAGES:
+            await self._refuse(CLOSE_POLICY, "too many messages")
+            return
+        self.message_times.append(now)
+        try:
+            feed_filter, since = feed_filter_from_message(text_data)
+        except BadMessage as exc:
+            await self._refuse(CLOSE_POLICY, str(exc))
+            return
+        self.feed_filter = feed_filter
+        if since is not None:
+            rows_html = await database_sync_to_async(_catch_up)(
+                symbol=self.symbol, feed_filter=feed_filter, since=since
+            )
+            status_html = await database_sync_to_async(_worker_status_html)()
+            frame = status_html
+            if rows_html:
+                frame = ROWS_OPEN + rows_html + ROWS_CLOSE + status_html
+            await self._send_frame(frame)
 
     async def liquidations_batch(self, message: dict) -> None:
-        html = "".join(row["html"] for row in message["rows"])
-        await self.send(
-            text_data=f'<tbody id="liquidation-rows" hx-swap-oob="afterbegin">{html}</tbody>'
-        )
+        """Forward the rows this viewer wants, newest first, as one frame."""
+        feed_filter = self.feed_filter
+        rows = [
+            row["html"]
+            for row in message["rows"]
+            if feed_filter.matches(usd=row["usd"], side=row["side"])
+        ]
+        if not rows:
+            return
+        # Rows come oldest first and are prepended as one block: newest must lead it.
+        # The html is the worker's autoescaped rendering of _row.html; only the fixed
+        # wrapper is added here.
+        await self._send_frame(ROWS_OPEN + "".join(reversed(rows[-MAX_ROWS:])) + ROWS_CLOSE)
+
+    async def worker_status(self, message: dict) -> None:
+        """Forward the worker's rendered status when its state or last event changed.
+
+        It arrives every second; unchanged, the page ticks the age on its own.
+        """
+        status = (message.get("state", ""), message.get("last_event_ms"))
+        if status == self.status_forwarded:
+            return
+        self.status_forwarded = status
+        await self._send_frame(message["html"])
+
+    async def _send_frame(self, frame: str) -> None:
+        self.last_sent = time.monotonic()
+        await self.send(text_data=frame)
+
+    async def _heartbeat_loop(self) -> None:
+        # With no worker pushing (stopped, or in another process that died) the status
+        # comes from the database, which also says how stale it is.
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS - (time.monotonic() - self.last_sent))
+            if time.monotonic() - self.last_sent >= HEARTBEAT_SECONDS - 0.5:
+                try:
+                    html = await database_sync_to_async(_worker_status_html)()
+                except Exception:
+                    logger.exception("Reading the worker status for a heartbeat failed")
+                    html = ""
+                # An empty frame still proves the connection alive to the page.
+                await self._send_frame(html or " ")
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        logger.info("Closing a viewer socket (%s): %s", code, reason)
+        await self.close(code=code, reason=reason[:120])

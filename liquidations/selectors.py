@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from .models import Liquidation, Side, Symbol, WorkerState
@@ -17,6 +17,8 @@ LARGE_USD = Decimal(100_000)
 HUGE_USD = Decimal(1_000_000)
 SYMBOL_CACHE_SECONDS = 60.0
 QUOTE_SUFFIXES = ("USDT", "USDC", "BUSD", "USD")
+# The worker saves its state every second; this much silence means it is not running.
+WORKER_STALE_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,95 @@ def liquidation_list(*, symbol: str | None = None) -> QuerySet[Liquidation]:
     if symbol:
         queryset = queryset.filter(symbol=symbol)
     return queryset
+
+
+def liquidation_feed(
+    *,
+    symbol: str | None = None,
+    min_usd: Decimal = Decimal(0),
+    side: str | None = None,
+    after_id: int | None = None,
+) -> QuerySet[Liquidation]:
+    """Return a dashboard feed newest first: one symbol or all, filtered by amount and side."""
+    queryset = liquidation_list(symbol=symbol)
+    if min_usd > 0:
+        queryset = queryset.filter(notional_usd__gte=min_usd)
+    if side:
+        queryset = queryset.filter(side=side)
+    if after_id is not None:
+        queryset = queryset.filter(id__gt=after_id)
+    return queryset
+
+
+def liquidation_last_id() -> int:
+    """Return the id of the newest stored liquidation (0 when none): the feed's cursor."""
+    return Liquidation.objects.aggregate(last=Max("id"))["last"] or 0
+
+
+def symbol_exists(*, symbol: str) -> bool:
+    """Return whether the symbol is listed by the exchange or was ever liquidated."""
+    return (
+        Symbol.objects.filter(symbol=symbol).exists()
+        or Liquidation.objects.filter(symbol=symbol).exists()
+    )
+
+
+def symbol_search(*, query: str, limit: int = 20) -> list[str]:
+    """Return up to limit symbols containing query, those starting with it first.
+
+    Searches the exchange's listing; only while that was never fetched, the symbols seen
+    in liquidations (a scan the listing avoids on a large table).
+    """
+    query = query.strip().upper()
+    symbols = Symbol.objects.values_list("symbol", flat=True)
+    if not Symbol.objects.exists():
+        symbols = Liquidation.objects.values_list("symbol", flat=True).distinct()
+    if query:
+        symbols = symbols.filter(symbol__contains=query)
+    found = set(symbols.order_by()[: limit * 5])
+    return sorted(found, key=lambda s: (not s.startswith(query), len(s), s))[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """The upstream worker's state as the dashboard header shows it."""
+
+    state: str
+    last_event_at: datetime | None
+    heartbeat_at: datetime | None
+
+    @property
+    def last_event_ms(self) -> int | None:
+        if self.last_event_at is None:
+            return None
+        return int(self.last_event_at.timestamp() * 1000)
+
+    @property
+    def last_event_age(self) -> str:
+        if self.last_event_at is None:
+            return ""
+        return age_text(seconds=(timezone.now() - self.last_event_at).total_seconds())
+
+
+def age_text(*, seconds: float) -> str:
+    """Return a short age: "4 s", "12 min", "3 h", "2 d"."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def worker_status(*, stale_after: float = WORKER_STALE_SECONDS) -> WorkerStatus:
+    """Return the worker's state for the header; a worker silent too long counts as stopped."""
+    row = worker_state()
+    if row is None:
+        return WorkerStatus(state="stopped", last_event_at=None, heartbeat_at=None)
+    state = row["state"]
+    heartbeat_at = row["heartbeat_at"]
+    if heartbeat_at is None or (timezone.now() - heartbeat_at).total_seconds() > stale_after:
+        state = "stopped"
+    return WorkerStatus(state=state, last_event_at=row["last_event_at"], heartbeat_at=heartbeat_at)
 
 
 def worker_state() -> dict | None:

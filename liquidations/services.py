@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.template.loader import get_template
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone
 
 from .binance import LiquidationEvent, SymbolSpec
 from .models import ConnectionGap, Liquidation, Symbol, WorkerState
-from .selectors import liquidation_rows
+from .selectors import WorkerStatus, liquidation_rows
+
+logger = logging.getLogger(__name__)
 
 GROUP_ALL = "liquidations.all"
+# Dashboard headers listen here for the worker's state (lower case: never a symbol group).
+WORKER_STATUS_GROUP = "worker.status"
+WORKER_STATUS_MESSAGE_TYPE = "worker.status"
 BATCH_MESSAGE_TYPE = "liquidations.batch"
 UNIQUE_FIELDS = ("symbol", "side", "trade_time", "filled_quantity", "average_price")
 INSERT_FIELDS = (
@@ -145,6 +151,27 @@ async def liquidation_broadcast(*, channel_layer, messages: dict[str, dict]) -> 
     """Send one message per group for this batch."""
     for group, message in messages.items():
         await channel_layer.group_send(group, message)
+
+
+async def worker_status_broadcast(*, channel_layer, status) -> None:
+    """Render the worker's state for dashboard headers once and send it to their group.
+
+    status has .state and .last_event_at (the worker's IngestStatus). A failed push is
+    logged and skipped: the heartbeat that calls this must keep running.
+    """
+    view = WorkerStatus(
+        state=status.state, last_event_at=status.last_event_at, heartbeat_at=timezone.now()
+    )
+    message = {
+        "type": WORKER_STATUS_MESSAGE_TYPE,
+        "state": view.state,
+        "last_event_ms": view.last_event_ms,
+        "html": render_to_string("liquidations/_worker_status.html", {"status": view, "oob": True}),
+    }
+    try:
+        await channel_layer.group_send(WORKER_STATUS_GROUP, message)
+    except Exception:
+        logger.exception("Pushing the worker status to dashboards failed")
 
 
 def connection_gap_record(

@@ -165,6 +165,7 @@ class Ingest:
         self.status.state = "stopped"
         self.status.connected_since = None
         await self._save_state()
+        await services.worker_status_broadcast(channel_layer=self.channel_layer, status=self.status)
         logger.info(
             "Ingest stopped: %d received, %d stored, %d duplicates skipped, %d malformed dropped",
             self.status.events_received,
@@ -318,6 +319,9 @@ class Ingest:
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._save_state()
+            await services.worker_status_broadcast(
+                channel_layer=self.channel_layer, status=self.status
+            )
             if self._gap_id is not None:
                 # An open hole grows with every heartbeat, so a crash still leaves it
                 # recorded up to the last moment this worker was alive.

@@ -188,6 +188,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # After `collectstatic` (production), ServeStatic serves the collected files; before it
 # (make run, tests), straight from static/.
 SERVESTATIC_USE_FINDERS = not STATIC_ROOT.is_dir()
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # collectstatic also writes gzip copies, which ServeStatic serves to browsers that ask.
+    "staticfiles": {"BACKEND": "servestatic.storage.CompressedStaticFilesStorage"},
+}
 
 # Upstream (Binance USD-M futures). The unrouted /ws and /stream paths were retired on
 # 2026-04-23: they accept connections but deliver nothing, so /market is the default.

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 CI = os.environ.get("CI") == "true"
+REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_CAPTURE = SHARED_DATA / "binance-force-orders-2025-12-27.jsonl"
 
@@ -96,3 +102,116 @@ def upstream_settings(settings, fake_exchange):
     settings.BINANCE_RECONNECT_MAX_SECONDS = 0.2
     settings.BINANCE_STABLE_CONNECTION_SECONDS = 60.0
     return settings
+
+
+class LiveApp:
+    """`manage.py serve` (embedded mode) in a subprocess, fed by the given fake exchange.
+
+    Runs `migrate` on its own data directory first; `server_args` runs another server.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        ws_base_url: str,
+        rest_base_url: str,
+        server_args: list[str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        # Arguments after `python`; "{port}" is replaced. Default: the embedded mode.
+        self.server_args = server_args or [str(REPO / "manage.py"), "serve", "--port", "{port}"]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = data_dir / "serve.log"
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "DJANGO_DEBUG"}
+        }
+        self.env.update(
+            DJANGO_SETTINGS_MODULE="orderfox.settings",
+            ORDERFOX_DATA_DIR=str(data_dir),
+            BINANCE_WS_BASE_URL=ws_base_url,
+            BINANCE_REST_BASE_URL=rest_base_url,
+            LIQUIDATION_SYMBOLS="",
+            PYTHONUNBUFFERED="1",
+        )
+        self.process: subprocess.Popen | None = None
+        self._manage(["migrate", "--no-input", "-v0"])
+
+    def _manage(self, args: list[str]) -> None:
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), *args],
+            env=self.env,
+            cwd=REPO,
+            check=True,
+            timeout=60,
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, *(arg.replace("{port}", str(self.port)) for arg in self.server_args)],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"serve did not answer within {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port and data."""
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(tmp_path, fake_exchange):
+    """The app as users run it (`manage.py serve`), on a free loopback port, own data dir.
+
+    Async tests only: the fake exchange runs on the test's event loop. Yields an object
+    with .url, .restart(), .exchange (the FakeExchange) and .log().
+    """
+    app = LiveApp(
+        data_dir=tmp_path,
+        ws_base_url=fake_exchange.ws_base_url,
+        rest_base_url=fake_exchange.rest_base_url,
+    )
+    app.exchange = fake_exchange
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()

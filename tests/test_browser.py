@@ -1,0 +1,219 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against
+`manage.py serve` fed by the fake exchange on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, LiveApp, skip_or_fail
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = REPO / "test-output"
+WAIT_MS = 20_000
+ROWS = "#liquidation-rows tr.liq-row"
+
+
+@pytest.fixture
+async def browser():
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        skip_or_fail("Chromium not found at /usr/bin/chromium (apt install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        skip_or_fail("playwright is not installed (pip install -r requirements-dev.txt)")
+    OUTPUT.mkdir(exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def feeding(exchange, rate: float):
+    """Let the fake exchange publish synthetic liquidations while the block runs."""
+    task = asyncio.create_task(exchange.generate(rate=rate))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+async def settled_rows(url: str) -> list[int]:
+    """Return the row ids of a fresh load once the app has stored the last events."""
+    previous = None
+    for _ in range(20):
+        html = await asyncio.to_thread(fetch, url)
+        ids = sorted(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', html))
+        if ids == previous:
+            return ids
+        previous = ids
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"rows kept changing with the feed stopped: {url}")
+
+
+async def row_ids(page) -> list[int]:
+    return await page.eval_on_selector_all(ROWS, "rows => rows.map(r => +r.dataset.id)")
+
+
+async def wait_for_new_rows(page, after_id: int, count: int = 1) -> None:
+    await page.wait_for_function(
+        """([selector, after, count]) => [...document.querySelectorAll(selector)]
+               .filter(r => +r.dataset.id > after).length >= count""",
+        arg=[ROWS, after_id, count],
+        timeout=WAIT_MS,
+    )
+
+
+async def expect_status(page, text: str) -> None:
+    await page.wait_for_function(
+        "text => document.querySelector('.connection-status').textContent === text",
+        arg=text,
+        timeout=WAIT_MS,
+    )
+
+
+async def test_rows_stream_in_capped_filtered_and_survive_a_restart(browser, live_app):
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await live_app.exchange.wait_for_clients(1, timeout=20)
+    await page.goto(live_app.url)
+    await expect_status(page, "Connected")
+    assert "Waiting for liquidations…" in await page.inner_text("#liquidation-rows")
+
+    async with feeding(live_app.exchange, rate=40):
+        # Rows appear live, then the table stays at 50 while more arrive.
+        await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        await page.wait_for_function(
+            "s => document.querySelectorAll(s).length === 50", arg=ROWS, timeout=WAIT_MS
+        )
+        newest = max(await row_ids(page))
+        await wait_for_new_rows(page, newest, count=10)
+        ids = await row_ids(page)
+        assert len(ids) == 50
+        assert len(set(ids)) == 50
+        assert min(ids) > 10  # the oldest rows were trimmed
+        assert await page.locator(".worker-status .worker-state").inner_text() == "streaming"
+        await page.screenshot(path=OUTPUT / "dashboard-live.png")
+
+        # A filter change re-renders over HTTP and narrows the socket too.
+        await page.click(".filters a.chip:has-text('Shorts')")
+        await page.wait_for_url("**/?side=short", timeout=WAIT_MS)
+        cursor = int(await page.get_attribute("#feed", "data-cursor"))
+        await wait_for_new_rows(page, cursor, count=3)
+        sides = await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.side)")
+        assert sides and set(sides) == {"BUY"}
+        assert await page.inner_text(".connection-status") == "Connected"
+        await page.screenshot(path=OUTPUT / "dashboard-shorts.png")
+
+        # The server restarts: the page reconnects, keeps its filter and catches up.
+        before = max(await row_ids(page))
+        await asyncio.to_thread(live_app.restart)
+        await expect_status(page, "Connected")
+        await wait_for_new_rows(page, before, count=3)
+        sides = await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.side)")
+        assert set(sides) == {"BUY"}
+        assert len(sides) <= 50
+        await page.screenshot(path=OUTPUT / "dashboard-after-restart.png")
+    # Feed stopped: the live table must now equal a fresh load of the same URL (no hole).
+    expected = await settled_rows(live_app.url + "?side=short")
+    await page.wait_for_function(
+        """([selector, expected]) => JSON.stringify([...document.querySelectorAll(selector)]
+               .map(r => +r.dataset.id).sort((a, b) => a - b)) === JSON.stringify(expected)""",
+        arg=[ROWS, expected],
+        timeout=WAIT_MS,
+    )
+    assert errors == []
+
+
+async def test_phone_layout_local_times_and_the_symbol_picker(browser, live_app):
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, timezone_id="Asia/Tokyo"
+    )
+    page = await context.new_page()
+    await live_app.exchange.wait_for_clients(1, timeout=20)
+    async with feeding(live_app.exchange, rate=20):
+        await page.goto(live_app.url)
+        await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        # Times show in the viewer's zone (UTC+9 here), the UTC timestamp on hover.
+        # (One evaluation: rows keep arriving, so "the first row" changes between calls.)
+        stamp, text, title = await page.eval_on_selector(
+            f"{ROWS} time", "t => [t.getAttribute('datetime'), t.textContent, t.title]"
+        )
+        utc = datetime.fromisoformat(stamp).astimezone(UTC)
+        assert text == (utc + timedelta(hours=9)).strftime("%H:%M:%S")
+        assert title == utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d} UTC"
+        assert not await page.locator("th.col-time").is_visible()
+        assert not await page.locator(f"{ROWS} td.col-time").first.is_visible()
+        assert await page.locator(f"{ROWS} td.col-usd").first.is_visible()
+        # Header items stack (one column) and the theme toggle switches to light.
+        direction = await page.eval_on_selector(
+            ".site-header", "e => getComputedStyle(e).flexDirection"
+        )
+        assert direction == "column"
+        await page.click(".theme-toggle")
+        assert await page.get_attribute("html", "data-theme") == "light"
+        await page.screenshot(path=OUTPUT / "dashboard-phone-light.png")
+        # The picker searches as one types and leads to the symbol's page and feed.
+        await page.fill(".symbol-picker input", "eth")
+        await page.click("#symbol-results a:has-text('ETHUSDT')", timeout=WAIT_MS)
+        await page.wait_for_url("**/ETHUSDT/", timeout=WAIT_MS)
+        await expect_status(page, "Connected")
+        await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        symbols = await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.symbol)")
+        assert set(symbols) == {"ETHUSDT"}
+    await context.close()
+
+
+async def test_page_reconnects_after_a_server_side_close_the_extension_ignores(
+    browser, tmp_path, fake_exchange
+):
+    """daphne's own websocket timeout closes sockets without a retryable code."""
+    app = LiveApp(
+        data_dir=tmp_path,
+        ws_base_url=fake_exchange.ws_base_url,
+        rest_base_url=fake_exchange.rest_base_url,
+        server_args=[
+            "-m", "daphne", "--bind", "127.0.0.1", "--port", "{port}",
+            "--websocket_timeout", "1", "orderfox.asgi:application",
+        ],
+    )  # fmt: skip
+    await asyncio.to_thread(app.start)
+    try:
+        page = await browser.new_page()
+        await page.add_init_script(
+            """window.__opens = 0; window.__closeCodes = [];
+            document.addEventListener("htmx:wsOpen", () => window.__opens++);
+            document.addEventListener(
+                "htmx:wsClose", e => window.__closeCodes.push(e.detail.event.code));"""
+        )
+        await page.goto(app.url)
+        await expect_status(page, "Connected")
+        await page.wait_for_function("() => window.__opens >= 3", timeout=WAIT_MS)
+        codes = await page.evaluate("window.__closeCodes")
+        assert codes and not {1006, 1011, 1012, 1013} & set(codes)
+        await expect_status(page, "Connected")
+    finally:
+        await asyncio.to_thread(app.stop)
