@@ -34,7 +34,6 @@ from bench import procs  # noqa: E402
 from bench.loadgen import EventFactory, LoadGen, iso_ms  # noqa: E402
 from bench.wsclient import connect  # noqa: E402
 
-ROW_TIME = re.compile(rb'id="liq-\d+".*?datetime="([^"]+)"', re.S)
 FRAME_T = re.compile(rb'"T":(\d+)')
 VIEWER_PATH = "/ws/liquidations/"
 
@@ -58,7 +57,10 @@ class Collector:
 
     def on_viewer(self, message: bytes, now: float) -> None:
         self.last_receive = now
-        for iso in ROW_TIME.findall(message):
+        # bytes.split is C-speed; a regex over 40 kB frames x 10,000 frames/s was the
+        # bench's own bottleneck. Only rows carry these trade times (unmatched otherwise).
+        for part in message.split(b'datetime="')[1:]:
+            iso = part[: part.find(b'"')]
             t = self.iso_to_t.get(iso)
             if t is None or t not in self.expected:
                 self.unmatched += 1
