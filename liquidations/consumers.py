@@ -26,6 +26,7 @@ from django.template.loader import render_to_string
 
 from .binance import SYMBOL_RE
 from .filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side
+from .live_stats import stats_group
 from .selectors import liquidation_feed, liquidation_rows, worker_status
 from .services import GROUP_ALL, WORKER_STATUS_GROUP, symbol_group
 
@@ -120,7 +121,8 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         # and the page sends its filter again once connected anyway.
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")[:256]))
         self.feed_filter = FeedFilter.from_query(query)
-        for group in (symbol_group(symbol) if symbol else GROUP_ALL, WORKER_STATUS_GROUP):
+        feed_group = symbol_group(symbol) if symbol else GROUP_ALL
+        for group in (feed_group, WORKER_STATUS_GROUP, stats_group(symbol or None)):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         await self.accept()
@@ -221,3 +223,7 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, code: int, reason: str) -> None:
         logger.info("Closing a viewer socket (%s): %s", code, reason)
         await self.close(code=code, reason=reason[:120])
+
+    async def liquidations_stats(self, message: dict) -> None:
+        """Forward the stats strip, rendered once by the worker, as an OOB swap."""
+        await self._send_frame(message["html"])

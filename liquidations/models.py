@@ -39,9 +39,21 @@ class Liquidation(models.Model):
                 name="liquidation_unique_event",
             ),
         ]
+        # The newest-first indexes also carry what stats and volume aggregate (INCLUDE,
+        # PostgreSQL only; SQLite ignores it), so those are index-only scans there.
         indexes = [
-            models.Index(fields=["-trade_time", "-id"], name="liquidation_newest"),
-            models.Index(fields=["symbol", "-trade_time", "-id"], name="liquidation_symbol_newest"),
+            models.Index(
+                fields=["-trade_time", "-id"],
+                include=["side", "notional_usd", "symbol"],
+                name="liquidation_newest",
+            ),
+            models.Index(
+                fields=["symbol", "-trade_time", "-id"],
+                include=["side", "notional_usd"],
+                name="liquidation_symbol_newest",
+            ),
+            # Finds the row holding a window's largest amount without a second scan.
+            models.Index(fields=["notional_usd"], name="liquidation_usd"),
         ]
 
     def __str__(self) -> str:
@@ -103,6 +115,55 @@ class WorkerState(models.Model):
     events_stored = models.BigIntegerField(default=0)
     malformed_dropped = models.BigIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the stream was first seen not streaming (None while streaming): for /health.
+    disconnected_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"worker {self.state}"
+
+
+class RollupBucket(models.Model):
+    """Liquidation totals of one time bucket for one symbol, or the whole market (scope "").
+
+    Kept by `rollup.liquidation_rollup_advance` from rows up to RollupState.last_id, so
+    stats and volume sum a few thousand buckets instead of millions of liquidations.
+    """
+
+    scope = models.CharField(max_length=30)  # a symbol, or "" for the whole market
+    start = models.BigIntegerField()  # epoch seconds of the bucket's start (UTC)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    usd = models.DecimalField(max_digits=30, decimal_places=8)
+    count = models.BigIntegerField()
+    max_usd = models.DecimalField(max_digits=30, decimal_places=8)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "start", "side"], name="%(class)s_key"),
+        ]
+        indexes = [models.Index(fields=["start"], name="%(class)s_age")]
+
+    def __str__(self) -> str:
+        return f"{self.scope or 'all'} {self.start} {self.side}: {self.usd}"
+
+
+class LiquidationMinute(RollupBucket):
+    """Per-minute totals (kept ROLLUP_MINUTES_FOR): stats windows and volume up to 30m."""
+
+
+class LiquidationHour(RollupBucket):
+    """Per-hour totals (kept ROLLUP_HOURS_FOR): volume for 1h, 4h and 1d."""
+
+
+class RollupState(models.Model):
+    """How far the per-minute rollup has read the liquidation table (one row)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_id = models.BigIntegerField(default=0)
+    # Rows up to last_id with trade_time from these on are all in the minute / hour tables.
+    minutes_from = models.DateTimeField(null=True, blank=True)
+    hours_from = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"rollup up to id {self.last_id}"

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.template.loader import get_template, render_to_string
 from django.utils import timezone
 
@@ -232,17 +234,24 @@ def symbol_upsert_many(*, symbols: Sequence[SymbolSpec]) -> int:
 
 def worker_state_save(*, status) -> None:
     """Record the worker's state so pages and commands in other processes can read it."""
-    WorkerState.objects.update_or_create(
-        id=1,
-        defaults={
-            "state": status.state,
-            "connected_since": status.connected_since,
-            "last_event_at": status.last_event_at,
-            "events_stored": status.events_stored,
-            "malformed_dropped": status.malformed_dropped,
-            "heartbeat_at": timezone.now(),
-        },
-    )
+    now = timezone.now()
+    values = {
+        "state": status.state,
+        "connected_since": status.connected_since,
+        "last_event_at": status.last_event_at,
+        "events_stored": status.events_stored,
+        "malformed_dropped": status.malformed_dropped,
+        "heartbeat_at": now,
+    }
+    # /health needs how long the stream has been down: keep the first moment it was
+    # seen down; after a crash that is the dead worker's last heartbeat (read before
+    # this UPDATE overwrites it).
+    streaming = status.state == "streaming"
+    down_since = None if streaming else Coalesce(F("disconnected_since"), F("heartbeat_at"), now)
+    if not WorkerState.objects.filter(id=1).update(**values, disconnected_since=down_since):
+        WorkerState.objects.get_or_create(
+            id=1, defaults={**values, "disconnected_since": None if streaming else now}
+        )
 
 
 def worker_state_last_seen() -> datetime | None:

@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from . import services
+from .analytics_tasks import analytics_tasks_start, analytics_tasks_stop
 from .binance import (
     Backoff,
     ExchangeInfoError,
@@ -85,6 +86,7 @@ class Ingest:
         self._gap: tuple[datetime, str] | None = None
         self._gap_id: int | None = None
         self._idle_reason = "worker not running"
+        self._analytics_tasks: list[asyncio.Task] = []
 
     @property
     def running(self) -> bool:
@@ -126,6 +128,9 @@ class Ingest:
         }
         for task in self._tasks.values():
             task.add_done_callback(_log_task_end)
+        self._analytics_tasks = analytics_tasks_start(
+            channel_layer=self.channel_layer, since=last_seen
+        )
         logger.info("Ingest started: %s", url)
 
     async def stop(self) -> None:
@@ -157,6 +162,7 @@ class Ingest:
         for task in tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await analytics_tasks_stop(self._analytics_tasks)
         await self._flush_queue()
         self._tasks = {}
         now = timezone.now()
