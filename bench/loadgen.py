@@ -127,7 +127,8 @@ def bench_frames(*, count: int, start_ms: int, seed: int) -> list[bytes]:
 async def _serve_commands() -> None:
     """Line protocol on stdin/stdout, so the exchange runs in its own process (own CPU).
 
-    `prep COUNT START_MS SEED` builds bench_frames(); `go` blasts them; `quit` ends.
+    `prep COUNT START_MS SEED` builds bench_frames(); `wait N` waits for N clients;
+    `go` blasts the frames; `quit` ends.
     """
     import sys
 
@@ -144,6 +145,9 @@ async def _serve_commands() -> None:
             count, start_ms, seed = map(int, line[1:4])
             frames = bench_frames(count=count, start_ms=start_ms, seed=seed)
             print(f"ready {len(frames)}", flush=True)
+        elif line[0] == "wait":
+            await loadgen.wait_for_clients(int(line[1]), timeout=60)
+            print(f"clients {loadgen.connections}", flush=True)
         elif line[0] == "go":
             seconds = await loadgen.blast([(0, f) for f in frames])
             print(f"sent {seconds:.6f}", flush=True)

@@ -46,7 +46,7 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_NOT_FOUND = 4404
 # Messages from the worker handled without a database: see dispatch().
-FANOUT_MESSAGE_TYPES = frozenset({"liquidations.batch", "worker.status"})
+FANOUT_MESSAGE_TYPES = frozenset({"liquidations.batch", "worker.status", "liquidations.stats"})
 ROWS_OPEN = '<tbody id="liquidation-rows" hx-swap-oob="afterbegin">'
 ROWS_CLOSE = "</tbody>"
 
