@@ -78,10 +78,26 @@ class SharedMsgPackSerializer(MsgPackSerializer):
 
 
 class RedisPubSubChannelLayer(StockRedisPubSubChannelLayer):
-    """channels-redis's pub/sub layer, decoding each message once per process."""
+    """channels-redis's pub/sub layer, decoding each message once per process.
+
+    Named channels (the worker's "liquidations") get the layer's prefix too: the stock
+    layer publishes them as is, and Redis pub/sub ignores the database number, so every
+    app on one Redis server would share them (`liquidations status` answered by another
+    deployment's worker). Groups and new_channel() names are prefixed already.
+    """
 
     def __init__(self, *args, symmetric_encryption_keys=None, **kwargs) -> None:
         super().__init__(*args, symmetric_encryption_keys=symmetric_encryption_keys, **kwargs)
         self._serializer = SharedMsgPackSerializer(
             symmetric_encryption_keys=symmetric_encryption_keys
         )
+        self._prefix = kwargs.get("prefix", "asgi")
+
+    def _named(self, channel: str) -> str:
+        return channel if channel.startswith(self._prefix) else f"{self._prefix}{channel}"
+
+    async def send(self, channel: str, message: dict) -> None:
+        await self._get_layer().send(self._named(channel), message)
+
+    async def receive(self, channel: str) -> dict:
+        return await self._get_layer().receive(self._named(channel))

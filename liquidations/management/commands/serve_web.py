@@ -87,7 +87,10 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
 
         def spawn() -> subprocess.Popen:
+            nonlocal port
             sock = listening_socket(host, port)
+            # Port 0: the first socket picks a free port, the others join it.
+            port = sock.getsockname()[1]
             try:
                 return subprocess.Popen(daphne_command(sock.fileno()), pass_fds=(sock.fileno(),))
             finally:
