@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Callable
 
 import orjson
 
@@ -36,6 +37,8 @@ from bench.wsclient import connect  # noqa: E402
 
 FRAME_T = re.compile(rb'"T":(\d+)')
 VIEWER_PATH = "/ws/liquidations/"
+ROWS_FRAME = b'<tbody id="liquidation-rows"'  # liquidations.consumers.ROWS_OPEN
+FRAME_ROW_CAP = 50  # liquidations.consumers.MAX_ROWS: rows per frame at most
 
 
 class Collector:
@@ -53,20 +56,43 @@ class Collector:
         self.viewer_rows = 0
         self.baseline_rows = 0
         self.unmatched = 0
+        self.superseded = 0
+        self.first_t = min(expected) if expected else 0
         self.last_receive = time.perf_counter()
 
-    def on_viewer(self, message: bytes, now: float) -> None:
-        self.last_receive = now
-        # bytes.split is C-speed; a regex over 40 kB frames x 10,000 frames/s was the
-        # bench's own bottleneck. Only rows carry these trade times (unmatched otherwise).
-        for part in message.split(b'datetime="')[1:]:
-            iso = part[: part.find(b'"')]
-            t = self.iso_to_t.get(iso)
-            if t is None or t not in self.expected:
-                self.unmatched += 1
-                continue
-            self.viewer_rows += 1
-            self.viewer_samples.append(now - self.sent_at[t])
+    def viewer(self) -> Callable[[bytes, float], None]:
+        """Return one viewer socket's message handler (it remembers that viewer's newest T)."""
+        newest = [0]
+
+        def on_message(message: bytes, now: float) -> None:
+            self.last_receive = now
+            if not message.startswith(ROWS_FRAME):
+                return  # worker status, stats strip: not rows (the strip has times too)
+            expected, sent_at, iso_to_t = self.expected, self.sent_at, self.iso_to_t
+            previous = newest[0]
+            oldest = None
+            rows = 0
+            # bytes.split is C-speed; a regex over 40 kB frames x 10,000 frames/s was the
+            # bench's own bottleneck. Only rows carry these trade times.
+            for part in message.split(b'datetime="')[1:]:
+                t = iso_to_t.get(part[: part.find(b'"')])
+                if t is None or t not in expected:
+                    self.unmatched += 1
+                    continue
+                rows += 1
+                self.viewer_samples.append(now - sent_at[t])
+                if oldest is None or t < oldest:
+                    oldest = t
+                if t > newest[0]:
+                    newest[0] = t
+            self.viewer_rows += rows
+            if rows >= FRAME_ROW_CAP and oldest is not None:
+                # The consumer sends a batch's newest 50 rows (the table's size): the
+                # batch's older rows, between the previous frame and this one, are
+                # replaced on the page before they could be seen. Counted apart.
+                self.superseded += max(0, oldest - max(previous + 1, self.first_t))
+
+        return on_message
 
     def on_baseline(self, message: bytes, now: float) -> None:
         for raw in FRAME_T.findall(message):
@@ -81,7 +107,7 @@ async def open_viewers(url: str, origin: str, count: int, collector: Collector) 
     for start in range(0, count, 50):
         batch = await asyncio.gather(
             *(
-                connect(url, on_message=collector.on_viewer, origin=origin)
+                connect(url, on_message=collector.viewer(), origin=origin)
                 for _ in range(min(50, count - start))
             )
         )
@@ -100,7 +126,8 @@ async def run_cell(loadgen, factory, collector, *, rate, duration, viewers, drai
     expected = count * viewers
     deadline = time.perf_counter() + drain
     while time.perf_counter() < deadline:
-        if collector.viewer_rows >= expected and collector.baseline_rows >= count:
+        done = collector.viewer_rows + collector.superseded
+        if done >= expected and collector.baseline_rows >= count:
             break
         # Nothing arrived for 3 s: whatever is missing is not coming.
         if time.perf_counter() - collector.last_receive > 3.0:
@@ -118,6 +145,8 @@ async def run_cell(loadgen, factory, collector, *, rate, duration, viewers, drai
         "events": count,
         "send_seconds": round(sent_for, 3),
         "delivered": collector.viewer_rows / expected,
+        "delivered_or_superseded": (collector.viewer_rows + collector.superseded) / expected,
+        "rows_superseded": collector.superseded,
         "rows_received": collector.viewer_rows,
         "rows_expected": expected,
         "app_ms": app,

@@ -61,6 +61,14 @@ class LiquidationRow:
     def trade_time_ms(self) -> int:
         return int(self.trade_time.timestamp() * 1000)
 
+    def __getitem__(self, name: str):
+        # Django's template variables try `row[name]` before `row.name`; answering it
+        # saves a raised TypeError per variable (~1 µs each, 15 per row; make bench).
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
     # Pre-formatted for _row.html, which the worker renders for every stored event:
     # Django's date/floatformat filters cost ~70 µs a row, these ~3 µs (make bench).
     @property
