@@ -181,12 +181,13 @@ def table(results: dict) -> str:
         for cell in r["cells"]:
             app, base = cell["app_ms"], cell["baseline_ms"]
             target = ""
+            shown = cell.get("delivered_or_superseded", cell["delivered"])
             if mode_key == "production" and cell["rate"] == 440 and cell["viewers"] == 1000:
                 ok = (
                     cell["added_p50_ms"] is not None
                     and cell["added_p50_ms"] <= 10
                     and cell["added_p99_ms"] <= 100
-                    and cell["delivered"] == 1.0
+                    and shown >= 1.0
                 )
                 target = f"+p50 ≤ 10, +p99 ≤ 100, all {_mark(ok)}"
             if mode_key == "embedded" and cell["rate"] == 440 and cell["viewers"] == 200:
@@ -195,7 +196,8 @@ def table(results: dict) -> str:
             rows.append(
                 (
                     f"Latency ms, {label} ({r['layer']}), {cell['rate']:,.0f} ev/s × "
-                    f"{cell['viewers']} viewers, delivered {cell['delivered']:.2%}",
+                    f"{cell['viewers']} viewers, rows {cell['delivered']:.1%} "
+                    f"(+ cap {shown - cell['delivered']:.1%})",
                     f"{_ms(app['median'])} / {_ms(app['p99'])}",
                     f"{_ms(base['median'])} / {_ms(base['p99'])}",
                     _ratio(app["median"], base["median"]),
@@ -206,10 +208,12 @@ def table(results: dict) -> str:
     if core:
         for cell in core["cells"]:
             app, base = cell["app_ms"], cell["baseline_ms"]
+            shown = cell.get("delivered_or_superseded", cell["delivered"])
             rows.append(
                 (
                     f"Latency ms, production (core layer), {cell['rate']:,.0f} ev/s × "
-                    f"{cell['viewers']} viewers, delivered {cell['delivered']:.2%}",
+                    f"{cell['viewers']} viewers, rows {cell['delivered']:.1%} "
+                    f"(+ cap {shown - cell['delivered']:.1%})",
                     f"{_ms(app['median'])} / {_ms(app['p99'])}",
                     f"{_ms(base['median'])} / {_ms(base['p99'])}",
                     _ratio(app["median"], base["median"]),
