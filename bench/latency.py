@@ -252,6 +252,9 @@ async def main(args) -> dict:
         baseline.close()
         await asyncio.sleep(0.5)
     await loadgen.stop()
+    if args.mode == "production":
+        procs.pg_drop(f"{procs.DB_PREFIX}_e2e")
+        procs.redis_flush()
     return {**setup, "cells": cells}
 
 

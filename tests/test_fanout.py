@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -133,3 +134,29 @@ def test_serve_web_runs_several_daphne_processes_on_one_port(tmp_path):
             launcher.kill()
             launcher.wait()
         launcher.stderr.close()
+
+
+@pytest.mark.production
+async def test_pubsub_named_channels_are_private_to_their_prefix():
+    from django.conf import settings
+
+    from liquidations.layers import RedisPubSubChannelLayer
+
+    hosts = [settings.REDIS_URL]
+    ours = RedisPubSubChannelLayer(hosts=hosts, prefix="orderfox-test-ours")
+    theirs = RedisPubSubChannelLayer(hosts=hosts, prefix="orderfox-test-theirs")
+    try:
+        listening = asyncio.ensure_future(theirs.receive("liquidations"))
+        mine = asyncio.ensure_future(ours.receive("liquidations"))
+        await asyncio.sleep(0.2)  # both subscribed
+        await ours.send("liquidations", {"type": "stream.status"})
+        assert (await asyncio.wait_for(mine, 5))["type"] == "stream.status"
+        # Another deployment on the same Redis (any database number) hears nothing.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(listening), 0.5)
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+    finally:
+        await ours.flush()
+        await theirs.flush()
