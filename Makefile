@@ -49,5 +49,13 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Benchmarks (a few minutes; the first run also loads 5M rows once, ~2 min): needs the
+# local PostgreSQL and Redis (BENCH_PG_URL, BENCH_REDIS_URL). Table on stdout, JSON in
+# bench/results/. Options: make bench BENCH_ARGS="--only latency --duration 3".
+BENCH_PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/5
+bench: venv
+	BENCH_PG_URL=$(BENCH_PG_URL) BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) staticfiles test-output .pytest_cache .ruff_cache

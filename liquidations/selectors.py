@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Max, QuerySet
 from django.utils import timezone
@@ -60,6 +60,36 @@ class LiquidationRow:
     @property
     def trade_time_ms(self) -> int:
         return int(self.trade_time.timestamp() * 1000)
+
+    def __getitem__(self, name: str):
+        # Django's template variables try `row[name]` before `row.name`; answering it
+        # saves a raised TypeError per variable (~1 µs each, 15 per row; make bench).
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    # Pre-formatted for _row.html, which the worker renders for every stored event:
+    # Django's date/floatformat filters cost ~70 µs a row, these ~3 µs (make bench).
+    @property
+    def trade_time_iso(self) -> str:
+        """The trade time as Django's date:'c' shows it (ISO 8601, UTC)."""
+        return timezone.localtime(self.trade_time).isoformat()
+
+    @property
+    def trade_time_title(self) -> str:
+        """The trade time to the millisecond, as in "2026-01-02 03:04:05.678"."""
+        moment = timezone.localtime(self.trade_time)
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
+
+    @property
+    def trade_time_clock(self) -> str:
+        return f"{timezone.localtime(self.trade_time):%H:%M:%S}"
+
+    @property
+    def usd_display(self) -> str:
+        """Whole dollars with thousands separators (floatformat:"0g" in en-us)."""
+        return f"{self.usd.quantize(Decimal(1), rounding=ROUND_HALF_UP):,f}"
 
 
 _symbol_cache: tuple[float, dict[str, SymbolInfo]] = (0.0, {})

@@ -256,10 +256,21 @@ class Ingest:
     async def _write_loop(self) -> None:
         # Adaptive batching: an idle writer stores the first event at once; while a
         # write is in flight, newer events pile up in the queue and go in the next batch.
+        # Every batch costs every viewer one message and one frame, so under load batches
+        # also start at least LIQUIDATION_BATCH_INTERVAL apart (the first event after a
+        # quiet spell still goes at once): with 1,000 viewers, a batch per event was
+        # more frames than two cores can send (make bench).
+        interval = settings.LIQUIDATION_BATCH_INTERVAL
+        loop = asyncio.get_running_loop()
+        last_batch_at = -interval
         while True:
             first = await self.queue.get()
             if first is None:
                 return
+            wait = last_batch_at + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last_batch_at = loop.time()
             batch = [first]
             stop = False
             while len(batch) < MAX_BATCH and not self.queue.empty():

@@ -132,7 +132,25 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if REDIS_URL:
+REDIS_CHANNEL_LAYER = env_str("REDIS_CHANNEL_LAYER", "pubsub")
+if REDIS_CHANNEL_LAYER not in {"pubsub", "core"}:
+    raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be 'pubsub' or 'core'.")
+if REDIS_URL and REDIS_CHANNEL_LAYER == "pubsub":
+    # Chosen by `make bench` (README, Performance): one PUBLISH per batch and group,
+    # fanned out inside each daphne process. Nothing expires or is capped in transit;
+    # Redis's pubsub output-buffer limit (client-output-buffer-limit) bounds a stuck
+    # subscriber, which then reconnects instead of losing messages silently.
+    CHANNEL_LAYERS = {
+        "default": {
+            # channels-redis's pub/sub layer, decoding a batch once per process.
+            "BACKEND": "liquidations.layers.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHANNELS_REDIS_PREFIX", "orderfox"),
+            },
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -149,7 +167,8 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # The stock in-memory layer, without a deep copy per group member.
+            "BACKEND": "liquidations.layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": 5000, "expiry": 60},
         }
     }
@@ -216,6 +235,9 @@ LOGGING = {
 BINANCE_RECONNECT_INITIAL_SECONDS = 1.0
 BINANCE_RECONNECT_MAX_SECONDS = 30.0
 BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600
+# Shortest time between two stored-and-broadcast batches while events keep coming (the
+# first event after a pause is not held). Chosen with `make bench`; see the README.
+LIQUIDATION_BATCH_INTERVAL = float(env_str("LIQUIDATION_BATCH_INTERVAL", "0.1"))
 # A connection that stayed up this long resets the backoff.
 BINANCE_STABLE_CONNECTION_SECONDS = 60.0
 # Symbol table from /fapi/v1/exchangeInfo: refreshed hourly, retried sooner on failure.

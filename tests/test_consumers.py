@@ -235,7 +235,8 @@ async def test_invalid_symbol_path_is_refused():
 @pytest.mark.production
 async def test_rows_status_and_catch_up_through_redis_and_postgresql():
     layer = get_channel_layer()
-    assert type(layer).__name__ == "RedisChannelLayer"
+    assert type(layer).__module__ == "liquidations.layers"
+    assert type(layer).__name__ == "RedisPubSubChannelLayer"
     communicator = await connect("/ws/liquidations/?side=short")
     try:
         await broadcast(force_order(side="SELL"))

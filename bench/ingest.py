@@ -1,0 +1,240 @@
+"""Ingest throughput: fake exchange → parse → store (dedup) → broadcast, vs a bare loop.
+
+Run by bench/run.py in a subprocess whose environment picks the database (SQLite when
+DATABASE_URL is unset) and channel layer. Prints one JSON object on stdout.
+
+Each repetition sends the same number of frames (2 % of them re-sent duplicates) through
+the real `worker.Ingest` over a loopback WebSocket and times it until every event is
+stored or skipped and broadcast; the baseline parses the identical frame list with
+`parse_frame` and inserts it with `executemany` (INSERT .. ON CONFLICT DO NOTHING) on a
+raw connection. Both share the table, emptied before every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import django
+import orjson
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orderfox.settings")
+
+
+def raw_connection():
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        import sqlite3
+
+        conn = sqlite3.connect(db["NAME"], timeout=20)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn, "?"
+    import psycopg
+
+    return psycopg.connect(os.environ["DATABASE_URL"]), "%s"
+
+
+def baseline_run(frames: list[bytes]) -> float:
+    """Parse every frame and executemany them in chunks of 1,000; return seconds taken."""
+    from liquidations.binance import parse_frame
+    from liquidations.services import INSERT_FIELDS, UNIQUE_FIELDS
+
+    conn, mark = raw_connection()
+    columns = ", ".join(INSERT_FIELDS)
+    sql = (
+        f"INSERT INTO liquidations_liquidation ({columns}) "
+        f"VALUES ({', '.join([mark] * len(INSERT_FIELDS))}) "
+        f"ON CONFLICT ({', '.join(UNIQUE_FIELDS)}) DO NOTHING"
+    )
+    sqlite = mark == "?"
+    try:
+        start = time.perf_counter()
+        received = datetime.now(UTC)
+        rows = []
+        for raw in frames:
+            e = parse_frame(raw)
+            trade = e.trade_time
+            event = e.event_time
+            values = (
+                e.symbol,
+                e.side,
+                e.order_type,
+                e.time_in_force,
+                e.original_quantity,
+                e.price,
+                e.average_price,
+                e.order_status,
+                e.last_filled_quantity,
+                e.filled_quantity,
+                trade,
+                event,
+                e.notional_usd,
+                received,
+            )
+            if sqlite:
+                values = tuple(str(v) if not isinstance(v, str) else v for v in values)
+            rows.append(values)
+            if len(rows) == 1000:
+                _insert(conn, sql, rows)
+                rows = []
+        if rows:
+            _insert(conn, sql, rows)
+        return time.perf_counter() - start
+    finally:
+        conn.close()
+
+
+def _insert(conn, sql: str, rows: list) -> None:
+    cur = conn.cursor()
+    cur.executemany(sql, rows)
+    conn.commit()
+
+
+def truncate() -> None:
+    conn, mark = raw_connection()
+    try:
+        conn.execute("DELETE FROM liquidations_liquidation")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+class Exchange:
+    """The load generator in its own process: its sending costs no CPU of the subject."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.port = int(self._expect("port"))
+
+    def _expect(self, word: str) -> str:
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != word:
+            raise RuntimeError(f"load generator said {line!r}, expected {word!r}")
+        return line[1]
+
+    async def command(self, text: str, answer: str) -> str:
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return await asyncio.to_thread(self._expect, answer)
+
+    def close(self) -> None:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+async def subject_run(ingest, exchange: Exchange, frames: list[bytes], listener) -> float:
+    status = ingest.status
+    done_before = status.events_stored + status.duplicates_skipped
+    rows_before = listener.rows
+    expected_new = len(set(frames))
+    start = time.perf_counter()
+    await exchange.command("go", "sent")
+    deadline = time.monotonic() + 120
+    while (
+        status.events_stored + status.duplicates_skipped - done_before < len(frames)
+        or listener.rows - rows_before < expected_new
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"ingest stalled: received {status.events_received}, "
+                f"stored {status.events_stored}, broadcast rows {listener.rows - rows_before}"
+            )
+        await asyncio.sleep(0.002)
+    return time.perf_counter() - start
+
+
+class Listener:
+    """One member of liquidations.all, so every batch is really broadcast and counted."""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.rows = 0
+        self.batches = 0
+
+    async def run(self, channel: str) -> None:
+        while True:
+            message = await self.layer.receive(channel)
+            self.rows += len(message["rows"])
+            self.batches += 1
+
+
+async def main(args) -> dict:
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+    from django.db import connection
+
+    from bench.loadgen import bench_frames
+    from liquidations.worker import Ingest
+
+    exchange = Exchange()
+    settings.BINANCE_WS_BASE_URL = f"ws://127.0.0.1:{exchange.port}/market"
+    settings.BINANCE_REST_BASE_URL = f"http://127.0.0.1:{exchange.port}"
+    settings.LIQUIDATION_SYMBOLS = []
+    layer = get_channel_layer()
+    listener = Listener(layer)
+    channel = await layer.new_channel()
+    await layer.group_add("liquidations.all", channel)
+    listen_task = asyncio.create_task(listener.run(channel))
+    ingest = Ingest(channel_layer=layer)
+    await ingest.start()
+    while ingest.status.state != "streaming":
+        await asyncio.sleep(0.01)
+    start_ms = int(time.time() * 1000) - 3_600_000
+    subject, baseline = [], []
+    for rep in range(args.reps + 1):
+        seed = 100 + rep
+        count = args.events if rep else 2000  # rep 0 warms up, not counted
+        start_ms += 10 * count
+        frames = bench_frames(count=count, start_ms=start_ms, seed=seed)
+        await exchange.command(f"prep {count} {start_ms} {seed}", "ready")
+        await asyncio.to_thread(truncate)
+        base = len(frames) / await asyncio.to_thread(baseline_run, frames)
+        await asyncio.to_thread(truncate)
+        subj = len(frames) / await subject_run(ingest, exchange, frames, listener)
+        if rep:
+            baseline.append(base)
+            subject.append(subj)
+    await ingest.stop()
+    await ingest.aclose()
+    listen_task.cancel()
+    exchange.close()
+    return {
+        "database": connection.vendor,
+        "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+        "events_per_run": args.events,
+        "duplicates_per_run": args.events // 50,
+        "reps": args.reps,
+        "mean_batch_rows": listener.rows / max(1, listener.batches),
+        "subject_events_per_s": subject,
+        "baseline_events_per_s": baseline,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    result = asyncio.run(main(args))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")

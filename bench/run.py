@@ -1,0 +1,312 @@
+"""`make bench`: every figure next to its same-run baseline, as a table and as JSON.
+
+Sections (each a subprocess, so every mode gets its own settings):
+  ingest   bench/ingest.py   SQLite and PostgreSQL vs a bare parse + executemany loop
+  latency  bench/latency.py  embedded and production vs a client on the exchange itself,
+                             plus the channel-layer comparison (pub/sub vs core)
+  pages    bench/pages.py    5 million rows in PostgreSQL vs a static file
+  memory   bench/memory.py   worker RSS after a warm-up vs after 1 million events
+
+Results go to bench/results/<UTC time>.json and bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import procs  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+SECTIONS = ("ingest", "latency", "layers", "pages", "memory")
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_json(args: list[str], *, env: dict | None = None, timeout: float = 1200) -> dict:
+    """Run a bench script; stream its stderr; return the JSON it prints."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [procs.PYTHON, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or "").splitlines()[-30:])
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{tail}")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    result = orjson.loads(lines[-1])
+    result["bench_seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def ingest(opts) -> dict:
+    out = {}
+    for name, env in (
+        ("sqlite", procs.app_env(ORDERFOX_DATA_DIR=_tmpdir("ingest"))),
+        (
+            "postgresql",
+            procs.app_env(
+                database_url=procs.pg_create(f"{procs.DB_PREFIX}_ingest"),
+                redis=True,
+            ),
+        ),
+    ):
+        log(f"ingest: {name}")
+        out[name] = run_json(
+            [
+                "bench/ingest.py",
+                "--events",
+                str(opts.ingest_events),
+                "--reps",
+                str(opts.ingest_reps),
+            ],
+            env=env,
+        )
+    procs.pg_drop(f"{procs.DB_PREFIX}_ingest")
+    return out
+
+
+def latency(opts) -> dict:
+    common = ["--duration", str(opts.duration), "--drain", str(opts.drain)]
+    out = {}
+    log("latency: embedded (manage.py serve, SQLite, in-memory layer)")
+    out["embedded"] = run_json(
+        ["bench/latency.py", "--mode", "embedded", "--viewers", "1", "100", "200", "1000", *common]
+    )
+    log("latency: production (serve_web x2 + runworker, PostgreSQL, Redis pub/sub)")
+    out["production"] = run_json(
+        ["bench/latency.py", "--mode", "production", "--layer", "pubsub", *common]
+    )
+    return out
+
+
+def layers(opts) -> dict:
+    log("layers: production with channels_redis.core.RedisChannelLayer")
+    return {
+        "core": run_json(
+            [
+                "bench/latency.py",
+                "--mode",
+                "production",
+                "--layer",
+                "core",
+                "--viewers",
+                "100",
+                "1000",
+                "--rates",
+                "440",
+                "--duration",
+                str(opts.duration),
+                "--drain",
+                str(opts.drain),
+            ]
+        )
+    }
+
+
+def pages(opts) -> dict:
+    log("pages: 5 million rows in PostgreSQL (loaded once into orderfox_bench_5m)")
+    return run_json(["bench/pages.py", "--rows", str(opts.page_rows)], timeout=3600)
+
+
+def memory(opts) -> dict:
+    log(f"memory: worker RSS over {opts.memory_events:,} events")
+    return run_json(["bench/memory.py", "--events", str(opts.memory_events)], timeout=3600)
+
+
+def _tmpdir(name: str) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=f"orderfox-bench-{name}-")
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def _ms(value) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def _ratio(a, b) -> str:
+    return "—" if not a or not b else f"{a / b:,.1f}×"
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else ("met" if ok else "NOT met")
+
+
+def table(results: dict) -> str:
+    rows: list[tuple[str, ...]] = []
+    head = ("Measure", "Subject median / p99", "Baseline median / p99", "Ratio", "Target")
+    if "ingest" in results:
+        for name, r in results["ingest"].items():
+            s = procs.stats(r["subject_events_per_s"])
+            b = procs.stats(r["baseline_events_per_s"])
+            slow_s = min(r["subject_events_per_s"])
+            slow_b = min(r["baseline_events_per_s"])
+            target = ""
+            if name == "postgresql":
+                target = f"≥ 10,000/s {_mark(s['median'] >= 10_000)}"
+            rows.append(
+                (
+                    f"Ingest {name}, events/s (p99 = slowest run)",
+                    f"{s['median']:,.0f} / {slow_s:,.0f}",
+                    f"{b['median']:,.0f} / {slow_b:,.0f}",
+                    _ratio(s["median"], b["median"]),
+                    target,
+                )
+            )
+    for mode_key, label in (("embedded", "embedded"), ("production", "production")):
+        r = results.get("latency", {}).get(mode_key)
+        if not r:
+            continue
+        for cell in r["cells"]:
+            app, base = cell["app_ms"], cell["baseline_ms"]
+            target = ""
+            shown = cell.get("delivered_or_superseded", cell["delivered"])
+            if mode_key == "production" and cell["rate"] == 440 and cell["viewers"] == 1000:
+                ok = (
+                    cell["added_p50_ms"] is not None
+                    and cell["added_p50_ms"] <= 10
+                    and cell["added_p99_ms"] <= 100
+                    and shown >= 1.0
+                )
+                target = f"+p50 ≤ 10, +p99 ≤ 100, all {_mark(ok)}"
+            if mode_key == "embedded" and cell["rate"] == 440 and cell["viewers"] == 200:
+                ok = app["p99"] is not None and app["p99"] <= 250
+                target = f"p99 ≤ 250 {_mark(ok)}"
+            rows.append(
+                (
+                    f"Latency ms, {label} ({r['layer']}), {cell['rate']:,.0f} ev/s × "
+                    f"{cell['viewers']} viewers, rows {cell['delivered']:.1%} "
+                    f"(+ cap {shown - cell['delivered']:.1%})",
+                    f"{_ms(app['median'])} / {_ms(app['p99'])}",
+                    f"{_ms(base['median'])} / {_ms(base['p99'])}",
+                    _ratio(app["median"], base["median"]),
+                    target,
+                )
+            )
+    core = results.get("layers", {}).get("core")
+    if core:
+        for cell in core["cells"]:
+            app, base = cell["app_ms"], cell["baseline_ms"]
+            shown = cell.get("delivered_or_superseded", cell["delivered"])
+            rows.append(
+                (
+                    f"Latency ms, production (core layer), {cell['rate']:,.0f} ev/s × "
+                    f"{cell['viewers']} viewers, rows {cell['delivered']:.1%} "
+                    f"(+ cap {shown - cell['delivered']:.1%})",
+                    f"{_ms(app['median'])} / {_ms(app['p99'])}",
+                    f"{_ms(base['median'])} / {_ms(base['p99'])}",
+                    _ratio(app["median"], base["median"]),
+                    "layer comparison",
+                )
+            )
+    if "pages" in results:
+        p = results["pages"]
+        base = p["baseline"]["ms"]
+        for name, r in p["pages"].items():
+            ms = r["ms"]
+            rows.append(
+                (
+                    f"Page ms, {name}",
+                    f"{_ms(ms['median'])} / {_ms(ms['p99'])}",
+                    f"{_ms(base['median'])} / {_ms(base['p99'])}",
+                    _ratio(ms["median"], base["median"]),
+                    f"p95 {_ms(ms['p95'])} ≤ 50 {_mark(ms['p95'] <= 50)}",
+                )
+            )
+    if "memory" in results:
+        m = results["memory"]
+        mib = 1024 * 1024
+        rows.append(
+            (
+                f"Worker RSS MiB after {m['events']:,} events vs after warm-up",
+                f"{m['rss_after'] / mib:,.1f}",
+                f"{m['rss_before'] / mib:,.1f}",
+                f"{m['rss_after'] / m['rss_before']:.3f}×",
+                f"growth ≤ 10% {_mark(m['growth'] <= 0.10)} ({m['growth']:+.1%})",
+            )
+        )
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |"
+        for row in [head, *rows]
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    mem = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per latency cell")
+    parser.add_argument("--drain", type=float, default=8.0)
+    parser.add_argument("--ingest-events", type=int, default=20_000)
+    parser.add_argument("--ingest-reps", type=int, default=5)
+    parser.add_argument("--page-rows", type=int, default=5_000_000)
+    parser.add_argument("--memory-events", type=int, default=1_000_000)
+    opts = parser.parse_args()
+    started = time.perf_counter()
+    results: dict = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {"LIQUIDATION_BATCH_INTERVAL": os.environ.get("LIQUIDATION_BATCH_INTERVAL")},
+        "options": vars(opts),
+    }
+    try:
+        for section in SECTIONS:
+            if section in opts.only:
+                results[section] = globals()[section](opts)
+    finally:
+        procs.redis_flush()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    data = orjson.dumps(results, option=orjson.OPT_INDENT_2)
+    (RESULTS / f"{stamp}.json").write_bytes(data)
+    (RESULTS / "latest.json").write_bytes(data)
+    print(table(results))
+    print(
+        f"\n{results['started_at']}, {results['seconds']:.0f} s, "
+        f"{results['machine']['cpus']} CPUs, {results['machine']['memory_gib']} GiB, "
+        f"load at start {results['machine']['load_average_at_start'][0]:.1f}; "
+        f"JSON: bench/results/{stamp}.json"
+    )
+
+
+if __name__ == "__main__":
+    main()

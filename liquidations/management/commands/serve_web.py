@@ -1,0 +1,130 @@
+"""`serve_web`: production web tier, N daphne processes behind one port, no proxy needed.
+
+The launcher opens one listening socket per process on the same address with SO_REUSEPORT
+(the kernel spreads new connections across them), starts `daphne --fd` on each, restarts
+a process that dies, and on SIGTERM/SIGINT stops them all. The ingest worker runs apart:
+`manage.py runworker liquidations` (Redis carries its batches to every daphne).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import BaseCommand, CommandError
+
+logger = logging.getLogger(__name__)
+
+RESTART_DELAY_SECONDS = 1.0
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening IPv4 socket that other processes may bind too (SO_REUSEPORT)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def daphne_command(fd: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "--fd",
+        str(fd),
+        # Browsers reconnect on their own; daphne's default 24 h cap would close live
+        # sockets with code 1000, which htmx's extension does not retry.
+        "--websocket_timeout",
+        "-1",
+        "--access-log",
+        os.devnull,
+        "orderfox.asgi:application",
+    ]
+
+
+class Command(BaseCommand):
+    help = "Serve the web app with several daphne processes sharing one port (production)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=None, help="IPv4 interface (default: HOST).")
+        parser.add_argument("--port", type=int, default=None, help="Port (default: PORT).")
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=int(os.environ.get("WEB_PROCESSES", "0") or 0) or os.cpu_count() or 1,
+            help="daphne processes (default: WEB_PROCESSES, else the number of CPUs).",
+        )
+
+    def handle(self, *args, **options) -> None:
+        host = options["host"] or settings.HOST
+        port = options["port"] or settings.PORT
+        count = options["processes"]
+        if count < 1:
+            raise CommandError("--processes must be at least 1.")
+        try:
+            socket.inet_aton(host)
+        except OSError:
+            raise CommandError(f"serve_web binds IPv4 addresses only, not {host!r}.") from None
+
+        stopping = False
+
+        def stop(signum, frame) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+        def spawn() -> subprocess.Popen:
+            nonlocal port
+            sock = listening_socket(host, port)
+            # Port 0: the first socket picks a free port, the others join it.
+            port = sock.getsockname()[1]
+            try:
+                return subprocess.Popen(daphne_command(sock.fileno()), pass_fds=(sock.fileno(),))
+            finally:
+                # The child holds its own copy; ours would keep accepting nothing.
+                sock.close()
+
+        try:
+            processes = [spawn() for _ in range(count)]
+        except OSError as exc:
+            raise CommandError(f"Cannot listen on {host}:{port}: {exc}") from exc
+        logger.info(
+            "Serving on http://%s:%s/ with %d daphne processes (pids %s)",
+            host,
+            port,
+            count,
+            ", ".join(str(p.pid) for p in processes),
+        )
+        while not stopping:
+            for index, process in enumerate(processes):
+                code = process.poll()
+                if code is not None and not stopping:
+                    logger.error("daphne %d exited with %s; restarting it", process.pid, code)
+                    time.sleep(RESTART_DELAY_SECONDS)
+                    processes[index] = spawn()
+            time.sleep(0.2)
+        logger.info("Stopping %d daphne processes", len(processes))
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("daphne %d did not stop in time; killing it", process.pid)
+                process.kill()
+                process.wait()
