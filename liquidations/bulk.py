@@ -23,6 +23,7 @@ from django.db import connections, transaction
 
 from .models import Liquidation
 from .rollup import liquidation_rollup_catch_up
+from .services import INSERT_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +47,8 @@ DEFAULT_SYMBOLS: tuple[tuple[str, float, int, int], ...] = (
     ("TRUMPUSDT", 5.6, 3, 1),
     ("HYPEUSDT", 33.0, 3, 2),
 )
-COLUMNS = (
-    "symbol",
-    "side",
-    "order_type",
-    "time_in_force",
-    "original_quantity",
-    "price",
-    "average_price",
-    "order_status",
-    "last_filled_quantity",
-    "filled_quantity",
-    "trade_time",
-    "event_time",
-    "notional_usd",
-    "received_at",
-)
+# The stored columns, in the order the ingest inserts them.
+COLUMNS = INSERT_FIELDS
 BLOCK_ROWS = 50_000
 
 
