@@ -129,7 +129,7 @@ class UpstreamClient:
         self,
         *,
         url: str,
-        on_message: Callable[[str | bytes], Awaitable[None] | None],
+        on_message: Callable[[str | bytes], None],
         on_connected: Callable[[], Awaitable[None]],
         on_disconnected: Callable[[str], Awaitable[None]],
         backoff: Backoff | None = None,
@@ -267,11 +267,7 @@ class UpstreamClient:
         try:
             async with asyncio.timeout_at(loop_deadline):
                 async for message in ws:
-                    # A callback returns an awaitable only to make reading wait
-                    # (backpressure): the socket is not read until it completes.
-                    waiting = self.on_message(message)
-                    if waiting is not None:
-                        await waiting
+                    self.on_message(message)
         except TimeoutError:
             return ROTATE
         except ConnectionClosed as exc:

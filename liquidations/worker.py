@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -42,11 +41,6 @@ logger = logging.getLogger(__name__)
 
 WORKER_CHANNEL = "liquidations"
 MAX_BATCH = 5000
-# Events received but not yet stored. Past this the upstream socket is not read until the
-# writer catches up, so a burst (or a database outage) costs bounded memory and TCP
-# backpressure instead of an ever-growing queue. At Binance's ~440 events/s ceiling
-# this is about 45 s of stream.
-MAX_BACKLOG = 20_000
 HEARTBEAT_SECONDS = 1.0
 
 
@@ -188,29 +182,15 @@ class Ingest:
             self.status.malformed_dropped,
         )
 
-    def _on_message(self, raw: str | bytes) -> Awaitable[None] | None:
+    def _on_message(self, raw: str | bytes) -> None:
         try:
             event = parse_frame(raw)
         except MalformedFrame as exc:
             self.status.malformed_dropped += 1
             logger.warning("Dropped malformed frame (%s): %.200r", exc, raw)
-            return None
+            return
         self.status.events_received += 1
         self.queue.put_nowait(event)
-        if self.queue.qsize() >= MAX_BACKLOG:
-            return self._backlog_drained()
-        return None
-
-    async def _backlog_drained(self) -> None:
-        """Wait until the writer has worked the backlog down to half the bound."""
-        logger.warning(
-            "Backlog of %d unstored events: pausing upstream reads until the writer catches up",
-            self.queue.qsize(),
-        )
-        started = time.monotonic()
-        while self.queue.qsize() > MAX_BACKLOG // 2 and self.running:
-            await asyncio.sleep(0.01)
-        logger.info("Upstream reads resumed after %.2f s", time.monotonic() - started)
 
     async def _on_connected(self) -> None:
         now = timezone.now()

@@ -614,35 +614,3 @@ async def test_server_pings_are_answered():
         finally:
             await client.stop()
             await task
-
-
-async def test_a_burst_past_the_backlog_bound_pauses_reading_and_loses_nothing(
-    upstream_settings, fake_exchange, channel_layer, monkeypatch
-):
-    from liquidations import worker as worker_module
-
-    monkeypatch.setattr(worker_module, "MAX_BACKLOG", 40)
-    # A writer slower than the burst: batches at least 0.3 s apart.
-    upstream_settings.LIQUIDATION_BATCH_INTERVAL = 0.3
-    ingest = Ingest(channel_layer=channel_layer)
-    await ingest.start()
-    peak = 0
-
-    async def watch_backlog() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, ingest.queue.qsize())
-            await asyncio.sleep(0)
-
-    try:
-        await fake_exchange.wait_for_clients(1)
-        watcher = asyncio.create_task(watch_backlog())
-        sent = await fake_exchange.generate(rate=100_000, count=400)
-        await eventually(stored_at_least(sent), timeout=30, what="the whole burst stored")
-        watcher.cancel()
-    finally:
-        await ingest.stop()
-        await ingest.aclose()
-    assert await stored_count() == sent
-    # Unbounded, the queue would have held most of the burst during the first pause.
-    assert 0 < peak <= 40
