@@ -32,8 +32,8 @@ from .models import (
     RollupState,
     Side,
     Symbol,
-    WorkerState,
 )
+from .selectors import worker_state
 
 # Timeframe → bucket length in seconds, and the longest range one request may ask for.
 TIMEFRAMES: dict[str, int] = {
@@ -504,19 +504,7 @@ class WorkerHealth:
 
 def worker_health(*, now: datetime) -> WorkerHealth:
     """Return the worker's state as /health reports it."""
-    row = (
-        WorkerState.objects.filter(id=1)
-        .values(
-            "state",
-            "connected_since",
-            "last_event_at",
-            "events_stored",
-            "malformed_dropped",
-            "heartbeat_at",
-            "disconnected_since",
-        )
-        .first()
-    )
+    row = worker_state()
     if row is None or row["heartbeat_at"] is None:
         return WorkerHealth("absent", None, None, None, None, 0, 0)
     heartbeat_age = (now - row["heartbeat_at"]).total_seconds()

@@ -262,6 +262,7 @@ def worker_state() -> dict | None:
             "events_stored",
             "malformed_dropped",
             "heartbeat_at",
+            "disconnected_since",
         )
         .first()
     )

@@ -44,6 +44,18 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest.exit(f"skipping production-mode tests, {reason}", returncode=0)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Production-mode tests need production settings: say so instead of failing on SQLite."""
+    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+        return
+    skip = pytest.mark.skip(
+        reason="production-mode test: run `make test-production` (sets DATABASE_URL, REDIS_URL)"
+    )
+    for item in items:
+        if item.get_closest_marker("production"):
+            item.add_marker(skip)
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip with a one-line reason, except under CI where a missing prerequisite fails."""
     if CI:
