@@ -47,3 +47,27 @@ def frame(payload: dict, *, combined: bool = False) -> str:
     if combined:
         payload = {"stream": "!forceOrder@arr", "data": payload}
     return orjson.dumps(payload).decode()
+
+
+def symbol_listed(
+    symbol: str,
+    base: str,
+    *,
+    quantity_precision: int = 3,
+    price_precision: int = 2,
+    tick_size: str = "0.1",
+    step_size: str = "0.001",
+):
+    """Create a TRADING USDT contract in the Symbol table, as exchangeInfo would list it."""
+    from liquidations.models import Symbol
+
+    return Symbol.objects.create(
+        symbol=symbol,
+        status="TRADING",
+        base_asset=base,
+        quote_asset="USDT",
+        price_precision=price_precision,
+        quantity_precision=quantity_precision,
+        tick_size=tick_size,
+        step_size=step_size,
+    )

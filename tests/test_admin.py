@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from liquidations import admin as liquidation_admin
 from liquidations.binance import parse_frame
-from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
+from liquidations.models import ConnectionGap, Liquidation, WorkerState
 from liquidations.selectors import symbol_info_cache_clear
 from liquidations.services import liquidation_store_batch
-from tests.factories import force_order, frame
+from tests.factories import force_order, frame, symbol_listed
 
 pytestmark = pytest.mark.django_db
 
@@ -44,16 +44,7 @@ def superuser_client(client):
 
 @pytest.fixture
 def liquidations():
-    Symbol.objects.create(
-        symbol="BTCUSDT",
-        status="TRADING",
-        base_asset="BTC",
-        quote_asset="USDT",
-        price_precision=2,
-        quantity_precision=3,
-        tick_size="0.10",
-        step_size="0.001",
-    )
+    symbol_listed("BTCUSDT", "BTC", tick_size="0.10")
     now_ms = int(timezone.now().timestamp() * 1000)
     payloads = [
         force_order(symbol="BTCUSDT", side="SELL", z="12.5", ap="100000", T=now_ms - 3000),
@@ -216,16 +207,7 @@ def test_large_tables_are_not_counted_in_full(staff_client, liquidations, monkey
     ],
 )
 def test_other_lists_render_read_only(staff_client, url):
-    Symbol.objects.create(
-        symbol="ETHUSDT",
-        status="TRADING",
-        base_asset="ETH",
-        quote_asset="USDT",
-        price_precision=2,
-        quantity_precision=3,
-        tick_size="0.01",
-        step_size="0.001",
-    )
+    symbol_listed("ETHUSDT", "ETH", tick_size="0.01")
     now = timezone.now()
     ConnectionGap.objects.create(
         started_at=now - timedelta(seconds=75), ended_at=now, reason="connection closed"

@@ -14,9 +14,9 @@ import pytest
 from liquidations.analytics import MAX_RANGE, TIMEFRAMES
 from liquidations.api import format_usd
 from liquidations.binance import ms_to_datetime
-from liquidations.models import Symbol
 from liquidations.rollup import liquidation_rollup_catch_up
 from tests.analytics_data import DAY_BOUNDARY_S, liq, store
+from tests.factories import symbol_listed
 
 VOLUME = "/api/v1/liquidation-volume"
 
@@ -250,13 +250,11 @@ def test_unknown_symbol_is_404_everywhere(client):
 
 @pytest.mark.django_db
 def test_listed_symbol_without_liquidations_is_known(client):
-    Symbol.objects.create(
-        symbol="QUIETUSDT",
-        status="TRADING",
-        base_asset="QUIET",
-        quote_asset="USDT",
-        price_precision=4,
+    symbol_listed(
+        "QUIETUSDT",
+        "QUIET",
         quantity_precision=0,
+        price_precision=4,
         tick_size="0.0001",
         step_size="1",
     )

@@ -5,9 +5,9 @@ from decimal import Decimal
 import pytest
 
 from liquidations.binance import parse_frame
-from liquidations.models import Liquidation, Symbol
+from liquidations.models import Liquidation
 from liquidations.services import liquidation_messages, liquidation_store_batch
-from tests.factories import force_order, frame
+from tests.factories import force_order, frame, symbol_listed
 
 pytestmark = pytest.mark.django_db
 
@@ -41,16 +41,7 @@ def test_stored_row_keeps_fields_and_milliseconds():
 
 
 def test_messages_render_each_row_once_per_batch_for_all_and_symbol_groups():
-    Symbol.objects.create(
-        symbol="BTCUSDT",
-        status="TRADING",
-        base_asset="BTC",
-        quote_asset="USDT",
-        price_precision=2,
-        quantity_precision=3,
-        tick_size="0.1",
-        step_size="0.001",
-    )
+    symbol_listed("BTCUSDT", "BTC")
     stored = liquidation_store_batch(
         events=_events(
             force_order(symbol="BTCUSDT", z="12.5", ap="100000"),

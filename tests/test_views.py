@@ -10,7 +10,7 @@ from django.utils import timezone
 from liquidations.binance import parse_frame
 from liquidations.models import Liquidation, Symbol, WorkerState
 from liquidations.services import liquidation_store_batch
-from tests.factories import force_order, frame
+from tests.factories import force_order, frame, symbol_listed
 
 pytestmark = pytest.mark.django_db
 
@@ -23,16 +23,7 @@ def store(*payloads: dict) -> list[Liquidation]:
 
 
 def listed(symbol: str, base: str, quantity_precision: int = 3) -> Symbol:
-    return Symbol.objects.create(
-        symbol=symbol,
-        status="TRADING",
-        base_asset=base,
-        quote_asset="USDT",
-        price_precision=2,
-        quantity_precision=quantity_precision,
-        tick_size="0.1",
-        step_size="0.001",
-    )
+    return symbol_listed(symbol, base, quantity_precision=quantity_precision)
 
 
 def row_ids(html: str) -> list[int]:
