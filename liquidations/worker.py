@@ -142,25 +142,13 @@ class Ingest:
         tasks = self._tasks
         assert self._client is not None
         await self._client.stop()
-        try:
-            await asyncio.wait_for(asyncio.shield(tasks["upstream"]), timeout=10)
-        except TimeoutError:
-            logger.error("Upstream task did not stop within 10 s; cancelling it")
-            tasks["upstream"].cancel()
-        except Exception:
-            logger.exception("Upstream task failed")
+        await _finish_or_cancel(tasks["upstream"], timeout=10)
         for name in ("heartbeat", "symbols"):
             tasks[name].cancel()
         # The writer stores what is queued before the sentinel, then ends; a writer
         # stuck retrying an unavailable database is given up on after a while.
         self.queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(tasks["writer"]), timeout=30)
-        except TimeoutError:
-            logger.error("Writer did not finish within 30 s; cancelling it")
-            tasks["writer"].cancel()
-        except Exception:
-            logger.exception("Writer task failed")
+        await _finish_or_cancel(tasks["writer"], timeout=30)
         for task in tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -411,6 +399,17 @@ class Ingest:
         with contextlib.suppress(Exception):
             await self._db_call(connections.close_all)
         self._db.shutdown(wait=True)
+
+
+async def _finish_or_cancel(task: asyncio.Task, *, timeout: float) -> None:
+    """Wait for a task to end on its own; cancel it if it takes longer than timeout."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=timeout)
+    except TimeoutError:
+        logger.error("Task %s did not finish within %g s; cancelling it", task.get_name(), timeout)
+        task.cancel()
+    except Exception:
+        logger.exception("Task %s failed", task.get_name())
 
 
 def _log_task_end(task: asyncio.Task) -> None:
