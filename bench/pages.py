@@ -25,7 +25,8 @@ sys.path.insert(0, ROOT)
 
 from bench import procs  # noqa: E402
 
-DB_NAME = f"{procs.DB_PREFIX}_5m"
+# Shared by every bench on the server: loaded once, never dropped.
+DB_NAME = "orderfox_bench_5m"
 ROWS = 5_000_000
 DAYS = 30
 

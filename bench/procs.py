@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
-DB_PREFIX = "orderfox_bench"
+# Databases this bench may create and drop; several benches on one server need their own.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "orderfox_bench")
+assert DB_PREFIX.startswith("orderfox_bench"), "BENCH_DB_PREFIX must start with orderfox_bench"
 SECRET = "bench-only-not-secret"
 
 
@@ -33,7 +35,7 @@ def _admin_connect():
 
 
 def pg_create(dbname: str, *, drop: bool = True) -> str:
-    assert dbname.startswith(DB_PREFIX), dbname
+    assert dbname.startswith("orderfox_bench"), dbname
     with _admin_connect() as conn:
         if drop:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
@@ -44,7 +46,7 @@ def pg_create(dbname: str, *, drop: bool = True) -> str:
 
 
 def pg_drop(dbname: str) -> None:
-    assert dbname.startswith(DB_PREFIX), dbname
+    assert dbname.startswith("orderfox_bench"), dbname
     with _admin_connect() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
