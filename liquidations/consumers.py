@@ -8,6 +8,9 @@ may send one kind of message, a filter update, as a small JSON object:
 "since" asks for the rows stored after that id (matching the filter, newest 50): the page
 sends it on every (re)connect and after a filter change, so the table has no hole.
 Anything else closes the socket: 1009 when too large, 1008 otherwise.
+
+Rows, worker status and stats reach the socket through the process's fan-out hub
+(fanout.py), which joins the channel-layer groups once for every viewer in the process.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ from urllib.parse import parse_qsl
 import orjson
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.template.loader import render_to_string
 
 from .binance import SYMBOL_RE
+from .fanout import MAX_ROWS, ROWS_CLOSE, ROWS_OPEN, FanoutHub, StatusKey, fanout_hub
 from .filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side
 from .live_stats import stats_group
 from .selectors import liquidation_feed, liquidation_rows, worker_status
@@ -32,7 +39,6 @@ from .services import GROUP_ALL, WORKER_STATUS_GROUP, symbol_group
 
 logger = logging.getLogger(__name__)
 
-MAX_ROWS = 50
 MAX_MESSAGE_BYTES = 256
 MESSAGE_KEYS = frozenset({"min_usd", "side", "since"})
 MAX_ROW_ID = 2**63 - 1
@@ -45,10 +51,6 @@ HEARTBEAT_SECONDS = 30.0
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_NOT_FOUND = 4404
-# Messages from the worker handled without a database: see dispatch().
-FANOUT_MESSAGE_TYPES = frozenset({"liquidations.batch", "worker.status", "liquidations.stats"})
-ROWS_OPEN = '<tbody id="liquidation-rows" hx-swap-oob="afterbegin">'
-ROWS_CLOSE = "</tbody>"
 
 
 class BadMessage(ValueError):
@@ -101,17 +103,40 @@ def _worker_status_html() -> str:
 
 
 class LiquidationFeedConsumer(AsyncWebsocketConsumer):
-    """Join the feed's group and forward each batch as one frame of OOB row fragments."""
+    """One viewer socket: its filter, its catch-up, and the frames the hub hands it."""
 
     symbol: str | None = None
     feed_filter = FeedFilter()
+    hub: FanoutHub | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Serve the socket; unlike the base class, open no channel-layer channel.
+
+        Everything from the channel layer comes through the hub, so a channel per viewer
+        would only cost a subscription (pub/sub) and a waiting task each.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels runs close_old_connections() in the one shared sync thread before
+        # every handler. Ours reach the database only through database_sync_to_async,
+        # which does that itself; the hop delayed a filter change behind other threads'
+        # work (rows then went out under the old filter) and queued 1,000 connects up.
+        await getattr(self, get_handler_name(message))(message)
 
     async def connect(self) -> None:
-        self.groups_joined: list[str] = []
         self.message_times: list[float] = []
         self.last_sent = time.monotonic()
-        self.status_forwarded: tuple[str, int | None] | None = None
+        self.status_forwarded: StatusKey | None = None
         self.heartbeat: asyncio.Task | None = None
+        # Frames from the hub wait here until the socket is accepted.
+        self.held: list[str] | None = []
         symbol = str(self.scope["url_route"]["kwargs"].get("symbol", ""))
         if symbol and not SYMBOL_RE.match(symbol):
             await self.close(code=CLOSE_NOT_FOUND)
@@ -122,10 +147,13 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")[:256]))
         self.feed_filter = FeedFilter.from_query(query)
         feed_group = symbol_group(symbol) if symbol else GROUP_ALL
-        for group in (feed_group, WORKER_STATUS_GROUP, stats_group(symbol or None)):
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
+        # Joined before the accept, so nothing broadcast after connecting is missed.
+        self.hub = fanout_hub(self.channel_layer)
+        await self.hub.join(self, (feed_group, WORKER_STATUS_GROUP, stats_group(symbol or None)))
         await self.accept()
+        held, self.held = self.held, None
+        for frame in held:
+            await self.send_frame(frame)
         self.heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def disconnect(self, code: int) -> None:
@@ -134,8 +162,9 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        for group in getattr(self, "groups_joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.hub is not None:
+            hub, self.hub = self.hub, None
+            await hub.leave(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
@@ -164,47 +193,15 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
             frame = status_html
             if rows_html:
                 frame = ROWS_OPEN + rows_html + ROWS_CLOSE + status_html
-            await self._send_frame(frame)
+            await self.send_frame(frame)
 
-    async def dispatch(self, message: dict) -> None:
-        # Channels runs close_old_connections() in the one shared sync thread before every
-        # handler. The fan-out handlers touch no database (and database_sync_to_async
-        # already does it for those that do): with 1,000 viewers those hops queued up
-        # into seconds of latency (make bench), so they skip it.
-        if message.get("type") in FANOUT_MESSAGE_TYPES:
-            await getattr(self, get_handler_name(message))(message)
+    async def send_frame(self, frame: str) -> None:
+        """Send one text frame (the hub calls this for every viewer, so it stays lean)."""
+        if self.held is not None:
+            self.held.append(frame)
             return
-        await super().dispatch(message)
-
-    async def liquidations_batch(self, message: dict) -> None:
-        """Forward the rows this viewer wants, newest first, as one frame."""
-        feed_filter = self.feed_filter
-        rows = [
-            row["html"]
-            for row in message["rows"]
-            if feed_filter.matches(usd=row["usd"], side=row["side"])
-        ]
-        if not rows:
-            return
-        # Rows come oldest first and are prepended as one block: newest must lead it.
-        # The html is the worker's autoescaped rendering of _row.html; only the fixed
-        # wrapper is added here.
-        await self._send_frame(ROWS_OPEN + "".join(reversed(rows[-MAX_ROWS:])) + ROWS_CLOSE)
-
-    async def worker_status(self, message: dict) -> None:
-        """Forward the worker's rendered status when its state or last event changed.
-
-        It arrives every second; unchanged, the page ticks the age on its own.
-        """
-        status = (message.get("state", ""), message.get("last_event_ms"))
-        if status == self.status_forwarded:
-            return
-        self.status_forwarded = status
-        await self._send_frame(message["html"])
-
-    async def _send_frame(self, frame: str) -> None:
         self.last_sent = time.monotonic()
-        await self.send(text_data=frame)
+        await self.base_send({"type": "websocket.send", "text": frame})
 
     async def _heartbeat_loop(self) -> None:
         # With no worker pushing (stopped, or in another process that died) the status
@@ -218,12 +215,8 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
                     logger.exception("Reading the worker status for a heartbeat failed")
                     html = ""
                 # An empty frame still proves the connection alive to the page.
-                await self._send_frame(html or " ")
+                await self.send_frame(html or " ")
 
     async def _refuse(self, code: int, reason: str) -> None:
         logger.info("Closing a viewer socket (%s): %s", code, reason)
         await self.close(code=code, reason=reason[:120])
-
-    async def liquidations_stats(self, message: dict) -> None:
-        """Forward the stats strip, rendered once by the worker, as an OOB swap."""
-        await self._send_frame(message["html"])

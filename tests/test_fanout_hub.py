@@ -1,0 +1,372 @@
+"""The per-process fan-out hub: groups joined once, one frame per filter, failures contained."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from decimal import Decimal
+
+import pytest
+from channels.layers import InMemoryChannelLayer as StockInMemoryChannelLayer
+from channels.testing import WebsocketCommunicator
+
+from liquidations import fanout
+from liquidations.fanout import MAX_ROWS, ROWS_CLOSE, ROWS_OPEN, fanout_hub
+from liquidations.filters import FeedFilter
+from liquidations.layers import InMemoryChannelLayer
+from tests.conftest import skip_or_fail
+
+FEED = "liquidations.all"
+STATUS = "worker.status"
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+class Recorder:
+    """The hub's side of a viewer socket: keeps what it is sent."""
+
+    def __init__(self, feed_filter: FeedFilter | None = None) -> None:
+        self.feed_filter = feed_filter or FeedFilter()
+        self.status_forwarded = None
+        self.frames: list[str] = []
+        self.fail_with: Exception | None = None
+        self.on_send = None
+        self._arrived = asyncio.Condition()
+
+    async def send_frame(self, frame: str) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.on_send is not None:
+            self.on_send()
+        self.frames.append(frame)
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    async def wait_frames(self, count: int, timeout: float = 5.0) -> list[str]:
+        async with self._arrived:
+            await asyncio.wait_for(
+                self._arrived.wait_for(lambda: len(self.frames) >= count), timeout
+            )
+        return self.frames
+
+
+def row(i: int, *, usd: float = 5_000.0, side: str = "SELL") -> dict:
+    return {"id": i, "symbol": "BTCUSDT", "side": side, "usd": usd, "html": f"<tr>{i}</tr>"}
+
+
+def batch(*rows: dict) -> dict:
+    return {"type": "liquidations.batch", "rows": list(rows)}
+
+
+def frame_of(*ids: int) -> str:
+    return ROWS_OPEN + "".join(f"<tr>{i}</tr>" for i in ids) + ROWS_CLOSE
+
+
+async def settle() -> None:
+    """Let the hub's tasks run until nothing is left to do."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def joined(layer, viewers, groups=(FEED, STATUS)):
+    hub = fanout_hub(layer)
+    for viewer in viewers:
+        await hub.join(viewer, groups)
+    try:
+        yield hub
+    finally:
+        for viewer in viewers:
+            await hub.leave(viewer)
+
+
+async def test_groups_are_joined_once_per_process_and_left_with_the_last_viewer():
+    layer = InMemoryChannelLayer()
+    first, second = Recorder(), Recorder()
+    hub = fanout_hub(layer)
+    await hub.join(first, (FEED, STATUS))
+    await hub.join(second, (FEED, STATUS))
+    # One member per group on the layer (the hub's channel), however many viewers.
+    assert {group: len(members) for group, members in layer.groups.items()} == {
+        FEED: 1,
+        STATUS: 1,
+    }
+    assert hub.groups == {FEED: 2, STATUS: 2}
+    await hub.leave(first)
+    assert {group: len(members) for group, members in layer.groups.items()} == {
+        FEED: 1,
+        STATUS: 1,
+    }
+    await layer.group_send(FEED, batch(row(1)))
+    assert await second.wait_frames(1) == [frame_of(1)]
+    assert first.frames == []
+    await hub.leave(second)
+    # The last viewer gone: the hub leaves its groups, stops, and a new one takes over.
+    assert layer.groups == {}
+    assert hub.closed
+    assert fanout_hub(layer) is not hub
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("fanout")]
+
+
+async def test_one_frame_per_filter_shared_by_every_viewer_with_that_filter():
+    layer = InMemoryChannelLayer()
+    everything = [Recorder(), Recorder()]
+    big_longs = Recorder(FeedFilter(min_usd=Decimal(100_000), side="long"))
+    async with joined(layer, [*everything, big_longs]) as hub:
+        await layer.group_send(
+            FEED,
+            batch(row(1, usd=200_000), row(2, usd=50), row(3, usd=300_000, side="BUY")),
+        )
+        first, second = [(await viewer.wait_frames(1))[0] for viewer in everything]
+        assert first == frame_of(3, 2, 1)
+        # Built once, handed to both: the very same string.
+        assert first is second
+        assert await big_longs.wait_frames(1) == [frame_of(1)]
+        assert (hub.counters.frames_built, hub.counters.frames_sent) == (2, 3)
+
+
+async def test_a_filter_change_applies_from_the_next_cycle():
+    layer = InMemoryChannelLayer()
+    viewer = Recorder()
+    async with joined(layer, [viewer]):
+        await layer.group_send(FEED, batch(row(1, usd=10)))
+        await viewer.wait_frames(1)
+        viewer.feed_filter = FeedFilter(min_usd=Decimal(1_000))
+        await layer.group_send(FEED, batch(row(2, usd=10), row(3, usd=2_000)))
+        assert (await viewer.wait_frames(2))[1] == frame_of(3)
+
+
+async def test_batches_arriving_together_go_out_as_one_frame_capped_at_the_newest_fifty():
+    layer = InMemoryChannelLayer()
+    viewer = Recorder()
+    async with joined(layer, [viewer]) as hub:
+        # Both arrive before the hub's next cycle: merged, newest first, 50 rows at most.
+        await layer.group_send(FEED, batch(*(row(i) for i in range(1, 41))))
+        await layer.group_send(FEED, batch(*(row(i) for i in range(41, 61))))
+        (frame,) = await viewer.wait_frames(1)
+        assert frame == frame_of(*range(60, 60 - MAX_ROWS, -1))
+        await settle()
+        assert len(viewer.frames) == 1 and hub.counters.cycles == 1
+
+
+async def test_worker_status_is_forwarded_per_viewer_only_when_it_changed():
+    layer = InMemoryChannelLayer()
+    early = Recorder()
+    async with joined(layer, [early]) as hub:
+
+        def status(state: str) -> dict:
+            return {"type": "worker.status", "state": state, "last_event_ms": 1, "html": state}
+
+        await layer.group_send(STATUS, status("streaming"))
+        assert await early.wait_frames(1) == ["streaming"]
+        late = Recorder()
+        await hub.join(late, (FEED, STATUS))
+        await layer.group_send(STATUS, status("streaming"))
+        assert await late.wait_frames(1) == ["streaming"]
+        await layer.group_send(STATUS, status("stopped"))
+        assert await early.wait_frames(2) == ["streaming", "stopped"]
+        assert await late.wait_frames(2) == ["streaming", "stopped"]
+        await hub.leave(late)
+
+
+async def test_a_viewer_leaving_mid_fanout_is_skipped_and_a_failing_one_dropped(
+    monkeypatch, caplog
+):
+    # The hub yields to the event loop after every send, so others run mid-cycle.
+    monkeypatch.setattr(fanout, "YIELD_EVERY", 1)
+    layer = InMemoryChannelLayer()
+    viewers = [Recorder() for _ in range(4)]
+    leaving, failing = viewers[1], viewers[2]
+    hub = fanout_hub(layer)
+    for viewer in viewers:
+        await hub.join(viewer, (FEED,))
+    leaves = []
+    viewers[0].on_send = lambda: leaves.append(asyncio.ensure_future(hub.leave(leaving)))
+    failing.fail_with = ConnectionResetError("peer gone")
+    with caplog.at_level(logging.ERROR, logger="liquidations.fanout"):
+        await layer.group_send(FEED, batch(row(1)))
+        assert await viewers[3].wait_frames(1) == [frame_of(1)]
+    await asyncio.gather(*leaves)
+    assert leaving.frames == [] and failing.frames == []
+    assert "the viewer leaves the fan-out" in caplog.text
+    assert hub.counters.viewers_dropped == 1
+    # The failed viewer is gone for good; the hub goes on for the others.
+    await layer.group_send(FEED, batch(row(2)))
+    assert await viewers[3].wait_frames(2) == [frame_of(1), frame_of(2)]
+    assert viewers[0].frames == [frame_of(1), frame_of(2)]
+    assert hub.viewer_count == 2 and hub.groups == {FEED: 2}
+    for viewer in (viewers[0], viewers[3], failing):
+        await hub.leave(viewer)
+    assert hub.closed and layer.groups == {}
+
+
+class FlakyLayer(StockInMemoryChannelLayer):
+    """Channels' in-memory layer whose receive fails a given number of times."""
+
+    failures = 0
+
+    async def receive(self, channel):
+        if self.failures:
+            self.failures -= 1
+            await asyncio.sleep(0)
+            raise ConnectionError("connection reset by peer")
+        return await super().receive(channel)
+
+
+async def test_a_failing_layer_receive_is_logged_and_retried(monkeypatch, caplog):
+    monkeypatch.setattr(fanout, "RETRY_INITIAL_SECONDS", 0.01)
+    layer = FlakyLayer()
+    layer.failures = 3
+    viewer = Recorder()
+    with caplog.at_level(logging.INFO, logger="liquidations.fanout"):
+        async with joined(layer, [viewer], groups=(FEED,)):
+            await layer.group_send(FEED, batch(row(1)))
+            assert await viewer.wait_frames(1) == [frame_of(1)]
+    assert caplog.text.count("channel layer failed") == 3
+    assert "Fan-out rejoined group liquidations.all" in caplog.text
+
+
+async def test_group_membership_is_renewed_before_the_layer_expires_it(monkeypatch):
+    monkeypatch.setattr(fanout, "GROUP_REFRESH_SECONDS", 0.2)
+    # The layer forgets members after a second (the default is a day).
+    layer = InMemoryChannelLayer(group_expiry=1)
+    viewer = Recorder()
+    async with joined(layer, [viewer], groups=(FEED,)):
+        await asyncio.sleep(2.5)
+        await layer.group_send(FEED, batch(row(1)))
+        assert await viewer.wait_frames(1) == [frame_of(1)]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_feed_sockets_share_the_hub_and_leave_nothing_behind():
+    from channels.layers import get_channel_layer
+
+    from orderfox.asgi import application
+
+    layer = get_channel_layer()
+    sockets = []
+    for path in ("/ws/liquidations/", "/ws/liquidations/", "/ws/liquidations/ETHUSDT/"):
+        communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+        assert (await communicator.connect())[0]
+        sockets.append(communicator)
+    hub = fanout_hub(layer)
+    assert hub.groups == {
+        "liquidations.all": 2,
+        "worker.status": 3,
+        "stats.all": 2,
+        "liquidations.ETHUSDT": 1,
+        "stats.ETHUSDT": 1,
+    }
+    groups = list(hub.groups)
+    assert all(len(layer.groups[group]) == 1 for group in groups)
+    for communicator in sockets:
+        await communicator.disconnect()
+    assert hub.closed and hub.viewer_count == 0
+    assert not any(layer.groups.get(group) for group in groups)
+
+
+# -- production: Redis pub/sub ---------------------------------------------------------
+
+
+def _subscribed(client, prefix: str) -> list[bytes]:
+    return client.pubsub_channels(f"{prefix}*")
+
+
+@pytest.mark.production
+@pytest.mark.django_db(transaction=True)
+async def test_viewers_add_no_redis_subscriptions_of_their_own():
+    import redis
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    from orderfox.asgi import application
+
+    layer = get_channel_layer()
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    sockets = []
+    try:
+        before = len(_subscribed(client, prefix))
+        counts = []
+        for _ in range(5):
+            communicator = WebsocketCommunicator(application, "/ws/liquidations/", headers=[ORIGIN])
+            assert (await communicator.connect())[0]
+            sockets.append(communicator)
+            await asyncio.sleep(0.05)
+            counts.append(len(_subscribed(client, prefix)) - before)
+        # The hub's channel and the group's, for each of the feed's three groups: the
+        # same for one viewer as for five (each viewer used to subscribe a channel).
+        assert counts == [6] * 5
+        await layer.group_send(FEED, batch(row(1)))
+        for communicator in sockets:
+            assert await communicator.receive_from(timeout=5) == frame_of(1)
+    finally:
+        for communicator in sockets:
+            await communicator.disconnect()
+        client.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_redis(port: int, workdir) -> subprocess.Popen:
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return server
+        time.sleep(0.05)
+    server.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.mark.production
+async def test_hub_delivers_again_after_redis_restarts(tmp_path, caplog):
+    """A Redis of its own, killed and started again: viewers keep their feed."""
+    from liquidations.layers import RedisPubSubChannelLayer
+
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not installed")
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = _start_redis(port, tmp_path)
+    layer = RedisPubSubChannelLayer(
+        hosts=[{"address": url, "socket_timeout": 30}], prefix=f"orderfox-test-{os.getpid()}"
+    )
+    viewer = Recorder()
+    try:
+        async with joined(layer, [viewer], groups=(FEED,)):
+            await asyncio.sleep(0.2)  # subscribed
+            await layer.group_send(FEED, batch(row(1)))
+            assert await viewer.wait_frames(1) == [frame_of(1)]
+            server.kill()
+            server.wait()
+            await asyncio.sleep(1.0)
+            server = _start_redis(port, tmp_path)
+            # Publish until the resubscribed hub hears it (redis-py reconnects on its own).
+            deadline = time.monotonic() + 30
+            sent = 1
+            while len(viewer.frames) < 2 and time.monotonic() < deadline:
+                sent += 1
+                with contextlib.suppress(Exception):
+                    await layer.group_send(FEED, batch(row(sent)))
+                await asyncio.sleep(0.3)
+            assert len(viewer.frames) >= 2, "no delivery after Redis restarted"
+    finally:
+        with contextlib.suppress(Exception):
+            await layer.flush()
+        server.kill()
+        server.wait()
