@@ -244,10 +244,9 @@ class Ingest:
     async def _write_loop(self) -> None:
         # Adaptive batching: an idle writer stores the first event at once; while a
         # write is in flight, newer events pile up in the queue and go in the next batch.
-        # Every batch costs every viewer one message and one frame, so under load batches
-        # also start at least LIQUIDATION_BATCH_INTERVAL apart (the first event after a
-        # quiet spell still goes at once): with 1,000 viewers, a batch per event was
-        # more frames than two cores can send (make bench).
+        # Under load batches can also be held LIQUIDATION_BATCH_INTERVAL apart (the first
+        # event after a quiet spell still goes at once); by default 0, as the web
+        # processes' fan-out hubs coalesce batches into frames themselves (make bench).
         interval = settings.LIQUIDATION_BATCH_INTERVAL
         loop = asyncio.get_running_loop()
         last_batch_at = -interval

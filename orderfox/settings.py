@@ -236,8 +236,9 @@ BINANCE_RECONNECT_INITIAL_SECONDS = 1.0
 BINANCE_RECONNECT_MAX_SECONDS = 30.0
 BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600
 # Shortest time between two stored-and-broadcast batches while events keep coming (the
-# first event after a pause is not held). Chosen with `make bench`; see the README.
-LIQUIDATION_BATCH_INTERVAL = float(env_str("LIQUIDATION_BATCH_INTERVAL", "0.1"))
+# first event after a pause is not held). 0: adaptive only; each web process's fan-out
+# hub coalesces on its own. Chosen with `make bench`; see the README.
+LIQUIDATION_BATCH_INTERVAL = float(env_str("LIQUIDATION_BATCH_INTERVAL", "0"))
 # A connection that stayed up this long resets the backoff.
 BINANCE_STABLE_CONNECTION_SECONDS = 60.0
 # Symbol table from /fapi/v1/exchangeInfo: refreshed hourly, retried sooner on failure.
