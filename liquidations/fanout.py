@@ -106,6 +106,55 @@ class _Merged:
     stats_html: str | None = None
 
 
+class _Cycle:
+    """The frames of one fan-out round, each built once and shared by its viewers.
+
+    A viewer gets one frame per round: its rows, then the worker status if it changed for
+    that viewer, then its stats strip, all hx-swap-oob fragments (like the catch-up
+    frame). Under load every round carries rows, so the status and the strip, each once
+    a second, ride along instead of costing every viewer two more frames.
+    """
+
+    def __init__(self, merged: dict[_Group, _Merged]) -> None:
+        self.merged = merged
+        self.built = 0
+        self._rows: dict[tuple, str | None] = {}
+        self._joined: dict[tuple[int, ...], str] = {}
+
+    def frame_for(self, viewer: Viewer, groups: Sequence[_Group]) -> str | None:
+        rows = status = stats = None
+        for group in groups:
+            parts = self.merged.get(group)
+            if parts is None:
+                continue
+            if parts.rows:
+                rows = self._rows_frame(group, parts.rows, viewer.feed_filter)
+            if parts.status is not None:
+                key = status_key(parts.status)
+                if viewer.status_forwarded != key:
+                    # Every second from the worker; unchanged, the page ticks the age.
+                    viewer.status_forwarded = key
+                    status = parts.status["html"]
+            if parts.stats_html is not None:
+                stats = parts.stats_html
+        pieces = [piece for piece in (rows, status, stats) if piece is not None]
+        if len(pieces) < 2:
+            return pieces[0] if pieces else None
+        key = tuple(map(id, pieces))
+        frame = self._joined.get(key)
+        if frame is None:
+            frame = self._joined[key] = "".join(pieces)
+            self.built += 1
+        return frame
+
+    def _rows_frame(self, group: _Group, rows: list[dict], feed_filter: FeedFilter) -> str | None:
+        key = (group.name, feed_filter.min_usd, feed_filter.side)
+        if key not in self._rows:
+            frame = self._rows[key] = rows_frame(rows, feed_filter)
+            self.built += frame is not None
+        return self._rows[key]
+
+
 @dataclass
 class HubCounters:
     cycles: int = 0
@@ -275,17 +324,14 @@ class FanoutHub:
         merged: dict[_Group, _Merged] = {}
         for group, message in pending:
             self._merge(merged.setdefault(group, _Merged()), group, message)
-        for group, parts in merged.items():
-            # A snapshot: viewers may leave (or join) while the cycle yields.
-            viewers = list(group.viewers)
-            if parts.rows:
-                await self._send_rows(viewers, parts.rows)
-            if parts.status is not None:
-                await self._send_status(viewers, parts.status)
-            if parts.stats_html is not None:
-                self.counters.frames_built += 1
-                for viewer in viewers:
-                    await self._deliver(viewer, parts.stats_html)
+        # A snapshot: viewers may leave (or join) while the cycle yields.
+        viewers = dict.fromkeys(viewer for group in merged for viewer in group.viewers)
+        cycle = _Cycle(merged)
+        for viewer in viewers:
+            frame = cycle.frame_for(viewer, self._viewers.get(viewer, ()))
+            if frame is not None:
+                await self._deliver(viewer, frame)
+        self.counters.frames_built += cycle.built
 
     def _merge(self, parts: _Merged, group: _Group, message: dict) -> None:
         kind = message.get("type")
@@ -300,32 +346,6 @@ class FanoutHub:
             logger.warning(
                 "Fan-out dropped %r messages from group %s: no handler", kind, group.name
             )
-
-    async def _send_rows(self, viewers: list[Viewer], rows: list[dict]) -> None:
-        by_filter: dict[tuple, list[Viewer]] = {}
-        filters: dict[tuple, FeedFilter] = {}
-        for viewer in viewers:
-            feed_filter = viewer.feed_filter
-            key = (feed_filter.min_usd, feed_filter.side)
-            filters.setdefault(key, feed_filter)
-            by_filter.setdefault(key, []).append(viewer)
-        for key, members in by_filter.items():
-            frame = rows_frame(rows, filters[key])
-            if frame is None:
-                continue
-            self.counters.frames_built += 1
-            for viewer in members:
-                await self._deliver(viewer, frame)
-
-    async def _send_status(self, viewers: list[Viewer], message: dict) -> None:
-        # Every second from the worker; unchanged, the page ticks the age on its own.
-        key = status_key(message)
-        html = message["html"]
-        self.counters.frames_built += 1
-        for viewer in viewers:
-            if viewer.status_forwarded != key:
-                viewer.status_forwarded = key
-                await self._deliver(viewer, html)
 
     async def _deliver(self, viewer: Viewer, frame: str) -> None:
         if viewer not in self._viewers:

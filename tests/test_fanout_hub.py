@@ -154,6 +154,28 @@ async def test_batches_arriving_together_go_out_as_one_frame_capped_at_the_newes
         assert len(viewer.frames) == 1 and hub.counters.cycles == 1
 
 
+async def test_status_and_stats_arriving_with_rows_ride_in_the_rows_frame():
+    layer = InMemoryChannelLayer()
+    viewers = [Recorder(), Recorder()]
+    stats_group = "stats.all"
+    async with joined(layer, viewers, groups=(FEED, STATUS, stats_group)) as hub:
+        status = {"type": "worker.status", "state": "streaming", "last_event_ms": 1}
+        # All three arrive before the hub's next round: one frame, rows first.
+        await layer.group_send(STATUS, {**status, "html": "<span>status</span>"})
+        await layer.group_send(stats_group, {"type": "liquidations.stats", "html": "<s>1</s>"})
+        await layer.group_send(FEED, batch(row(1)))
+        first, second = [(await viewer.wait_frames(1))[0] for viewer in viewers]
+        assert first == frame_of(1) + "<span>status</span><s>1</s>"
+        assert first is second
+        # Alone, the strip is its own frame (and an unchanged status is not resent).
+        await layer.group_send(STATUS, {**status, "html": "<span>status</span>"})
+        await layer.group_send(stats_group, {"type": "liquidations.stats", "html": "<s>2</s>"})
+        assert (await viewers[0].wait_frames(2))[1] == "<s>2</s>"
+        await settle()
+        assert [len(viewer.frames) for viewer in viewers] == [2, 2]
+        assert hub.counters.frames_sent == 4
+
+
 async def test_worker_status_is_forwarded_per_viewer_only_when_it_changed():
     layer = InMemoryChannelLayer()
     early = Recorder()
