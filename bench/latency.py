@@ -37,8 +37,11 @@ from bench.wsclient import connect  # noqa: E402
 
 FRAME_T = re.compile(rb'"T":(\d+)')
 VIEWER_PATH = "/ws/liquidations/"
-ROWS_FRAME = b'<tbody id="liquidation-rows"'  # liquidations.consumers.ROWS_OPEN
-FRAME_ROW_CAP = 50  # liquidations.consumers.MAX_ROWS: rows per frame at most
+ROWS_FRAME = b'<tbody id="liquidation-rows"'  # liquidations.fanout.ROWS_OPEN
+# A frame may go on after its rows with the worker status and the stats strip, whose
+# "largest liquidation" carries a trade time too: only the rows count.
+ROWS_END = b"</tbody>"  # liquidations.fanout.ROWS_CLOSE
+FRAME_ROW_CAP = 50  # liquidations.fanout.MAX_ROWS: rows per frame at most
 
 
 class Frame:
@@ -51,8 +54,9 @@ class Frame:
         self.ts: list[int] = []
         self.unmatched = 0
         # bytes.split is C-speed; a regex over 40 kB frames x 10,000 frames/s was the
-        # bench's own bottleneck. Only rows carry these trade times.
-        for part in message.split(b'datetime="')[1:]:
+        # bench's own bottleneck.
+        end = message.find(ROWS_END)
+        for part in message[: end if end >= 0 else len(message)].split(b'datetime="')[1:]:
             t = iso_to_t.get(part[: part.find(b'"')])
             if t is None or t not in expected:
                 self.unmatched += 1
@@ -94,7 +98,7 @@ class Collector:
     def frame(self, message: bytes) -> Frame:
         """Return the parsed frame equal to message (compared in full: memcmp is cheap)."""
         first = message.find(b'datetime="')
-        last = message.rfind(b'datetime="')
+        last = message.rfind(b'datetime="', 0, message.find(ROWS_END))
         key = (len(message), message[first : first + 40], message[last : last + 40])
         candidates = self.frames.setdefault(key, [])
         for frame in candidates:
