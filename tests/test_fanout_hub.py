@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -290,6 +291,54 @@ async def test_feed_sockets_share_the_hub_and_leave_nothing_behind():
         await communicator.disconnect()
     assert hub.closed and hub.viewer_count == 0
     assert not any(layer.groups.get(group) for group in groups)
+
+
+def _stalled_viewer(port: int) -> socket.socket:
+    """Open a feed socket with a tiny receive window that never reads after the handshake."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        (
+            "GET /ws/liquidations/ HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+@pytest.mark.timeout(120)
+async def test_a_viewer_that_stops_reading_does_not_hold_up_the_others(live_app):
+    """Real daphne: one socket never reads; another still gets every row, promptly."""
+    from websockets.asyncio.client import connect
+
+    from tests.factories import force_order
+
+    exchange = live_app.exchange
+    await exchange.wait_for_clients(1, timeout=30)
+    stalled = await asyncio.to_thread(_stalled_viewer, live_app.port)
+    origin = f"http://127.0.0.1:{live_app.port}"
+    try:
+        async with connect(f"ws://127.0.0.1:{live_app.port}/ws/liquidations/", origin=origin) as ws:
+            # 400 rows of ~650 bytes: far more than the stalled socket's buffers hold. In
+            # chunks of 20, each seen before the next (a frame carries 50 rows at most).
+            seen: set[str] = set()
+            async with asyncio.timeout(60):
+                for chunk in range(1, 21):
+                    for _ in range(20):
+                        await exchange.broadcast(force_order())
+                    while len(seen) < 20 * chunk:
+                        seen.update(re.findall(r'<tr id="liq-(\d+)"', await ws.recv()))
+            assert len(seen) == 400
+    finally:
+        stalled.close()
 
 
 # -- production: Redis pub/sub ---------------------------------------------------------
