@@ -222,6 +222,26 @@ async def test_foreign_origin_is_refused():
     await communicator.disconnect()
 
 
+async def test_feed_sockets_carry_no_session_or_user(monkeypatch):
+    """The feed is public: no session wrapper on every frame, no user lookup per connect."""
+    scopes = []
+    connect = consumers.LiquidationFeedConsumer.connect
+
+    async def spy(self):
+        scopes.append(self.scope)
+        await connect(self)
+
+    monkeypatch.setattr(consumers.LiquidationFeedConsumer, "connect", spy)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/liquidations/",
+        headers=[ORIGIN, (b"cookie", b"sessionid=abc")],
+    )
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
+    assert "session" not in scopes[0] and "user" not in scopes[0]
+
+
 async def test_invalid_symbol_path_is_refused():
     communicator = WebsocketCommunicator(
         application, "/ws/liquidations/btc-usdt/", headers=[ORIGIN]
