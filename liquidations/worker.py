@@ -429,7 +429,8 @@ def _with_connection(func):
 
 
 def _store_and_render(batch: list[LiquidationEvent]):
-    stored = services.liquidation_store_batch(events=batch)
+    # The new rows are rendered from the events just stored: nothing is read back.
+    stored = services.liquidation_store_new(events=batch)
     return stored, services.liquidation_messages(liquidations=stored)
 
 
