@@ -75,12 +75,13 @@ class LiquidationEvent:
 
     @property
     def dedup_key(self) -> tuple[str, str, int, Decimal, Decimal]:
+        # Decimals compare and hash by value: 0.0100 and 0.01 are one key, as in the table.
         return (
             self.symbol,
             self.side,
             self.trade_time_ms,
-            self.filled_quantity.normalize(),
-            self.average_price.normalize(),
+            self.filled_quantity,
+            self.average_price,
         )
 
 

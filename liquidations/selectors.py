@@ -150,9 +150,11 @@ SIDE_LABELS = {side.value: side.label for side in Side}
 SIDE_CLASSES = {Side.SELL.value: "liq-long", Side.BUY.value: "liq-short"}
 
 
-def liquidation_rows(*, liquidations: Iterable[LiquidationLike]) -> list[LiquidationRow]:
+def liquidation_rows(
+    *, liquidations: Iterable[LiquidationLike], infos: dict[str, SymbolInfo] | None = None
+) -> list[LiquidationRow]:
     """Return display rows for the given liquidations (one Symbol lookup, cached)."""
-    infos = symbol_info_map()
+    infos = symbol_info_map() if infos is None else infos
     tz = timezone.get_current_timezone()
     symbols: dict[str, tuple[SymbolInfo, str]] = {}
     rows = []

@@ -6,6 +6,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from .binance import LiquidationEvent, SymbolSpec
 from .models import ConnectionGap, Liquidation, Symbol, WorkerState
-from .selectors import LiquidationRow, WorkerStatus, liquidation_rows
+from .selectors import LiquidationRow, WorkerStatus, liquidation_rows, symbol_info_map
 from .templating import substitution_renderer
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ def _unique_events(events: Sequence[LiquidationEvent]) -> list[LiquidationEvent]
     return list(seen.values())
 
 
+# Rows per INSERT when a batch is stored while its first part renders (liquidation_ingest).
+INGEST_CHUNK_ROWS = 500
 # Returned by the insert as stored, so a live row shows what a reloaded page shows (the
 # columns round to their scale; SQLite keeps 15 significant digits).
 RETURNED_FIELDS = ("filled_quantity", "average_price", "notional_usd")
@@ -266,10 +269,13 @@ def liquidation_messages(
     A row carries what consumers filter on (side, usd) next to its HTML, so no viewer
     renders or queries anything. Values are plain types: channels-redis uses msgpack.
     """
-    rows_by_group: dict[str, list[dict]] = defaultdict(list)
+    return _group_messages(_message_rows(liquidations, infos=symbol_info_map()))
+
+
+def _message_rows(liquidations, *, infos) -> list[dict]:
     render = _row_renderer()
-    for row in liquidation_rows(liquidations=liquidations):
-        message_row = {
+    return [
+        {
             "id": row.id,
             "symbol": row.symbol,
             "side": row.side,
@@ -277,11 +283,51 @@ def liquidation_messages(
             "trade_time_ms": row.trade_time_ms,
             "html": render(row),
         }
+        for row in liquidation_rows(liquidations=liquidations, infos=infos)
+    ]
+
+
+def _group_messages(message_rows: list[dict]) -> dict[str, dict]:
+    rows_by_group: dict[str, list[dict]] = defaultdict(list)
+    for message_row in message_rows:
         rows_by_group[GROUP_ALL].append(message_row)
-        rows_by_group[symbol_group(row.symbol)].append(message_row)
+        rows_by_group[symbol_group(message_row["symbol"])].append(message_row)
     return {
         group: {"type": BATCH_MESSAGE_TYPE, "rows": rows} for group, rows in rows_by_group.items()
     }
+
+
+def liquidation_ingest(
+    *,
+    events: Sequence[LiquidationEvent],
+    render_executor: Executor | None = None,
+    received_at: datetime | None = None,
+) -> tuple[list[StoredLiquidation], dict[str, dict]]:
+    """Store the events like liquidation_store_new; return them and their batch messages.
+
+    On PostgreSQL, with an executor, a large batch is stored in chunks and each chunk is
+    rendered on the executor while the next one is being stored: the database's time and
+    the render's are about equal on the worker's critical path, and now overlap.
+    """
+    if not events:
+        return [], {}
+    received_at = received_at or timezone.now()
+    infos = symbol_info_map()  # here, so the render thread never queries the database
+    unique = _unique_events(events)
+    chunks = [unique[i : i + INGEST_CHUNK_ROWS] for i in range(0, len(unique), INGEST_CHUNK_ROWS)]
+    if connection.vendor != "postgresql" or render_executor is None or len(chunks) == 1:
+        stored = liquidation_store_new(events=unique, received_at=received_at)
+        return stored, _group_messages(_message_rows(stored, infos=infos))
+    stored, rendering = [], []
+    with transaction.atomic():
+        for chunk in chunks:
+            new = _insert_postgresql(chunk, received_at)
+            stored.extend(new)
+            rendering.append(render_executor.submit(_message_rows, new, infos=infos))
+    rows = [row for chunk in rendering for row in chunk.result()]
+    stored.sort(key=lambda liq: (liq.trade_time, liq.pk))
+    rows.sort(key=lambda row: (row["trade_time_ms"], row["id"]))
+    return stored, _group_messages(rows)
 
 
 @functools.cache

@@ -70,7 +70,11 @@ def compile_substitution(template, *, var: str, cls: type) -> Callable[[object],
 
     def render(obj: object) -> str:
         values = get(obj)[1:]
-        texts = [value if type(value) is str else _int_text(value) for value in values]
+        # Django's localize() of an int without grouping is str(), at ~10 µs.
+        ints = not settings.USE_THOUSAND_SEPARATOR
+        texts = [
+            v if type(v) is str else str(v) if ints and type(v) is int else None for v in values
+        ]
         if None not in texts:
             # Escape the row's strings at once (one call instead of one per value).
             joined = _SEPARATOR.join(texts)
@@ -111,18 +115,11 @@ def _substituted_name(node: VariableNode, *, var: str, known: set[str]) -> str:
     return lookups[1]
 
 
-def _int_text(value: object) -> str | None:
-    """Return an int as Django's `{{ }}` shows it, when that is str(); else None."""
-    if type(value) is int and not settings.USE_THOUSAND_SEPARATOR:
-        # Django's localize() of an int without grouping is str(), at ~10 µs.
-        return str(value)
-    return None
-
-
 def _value(value: object) -> str:
     """Return a value that is not a plain str as Django's autoescaping `{{ }}` shows it.
 
     (A plain str is html.escape()d, as Django does; a SafeString is not a plain str.)
     """
-    text = _int_text(value)
-    return text if text is not None else render_value_in_context(value, Context())
+    if type(value) is int and not settings.USE_THOUSAND_SEPARATOR:
+        return str(value)
+    return render_value_in_context(value, Context())

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 
+from liquidations import services
 from liquidations.binance import parse_frame
 from liquidations.models import Liquidation
 from liquidations.services import (
+    liquidation_ingest,
     liquidation_messages,
     liquidation_store_batch,
     liquidation_store_new,
@@ -142,3 +145,54 @@ def test_live_rows_match_rows_read_back():
 @pytest.mark.production
 def test_pg_live_rows_match_rows_read_back():
     check_live_rows_match_rows_read_back()
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """A real thread pool that counts the work handed to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, *args, **kwargs):
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def check_ingest_renders_every_new_row_once_in_order(monkeypatch, *, chunked: bool) -> None:
+    monkeypatch.setattr(services, "INGEST_CHUNK_ROWS", 7)
+    symbol_listed("BTCUSDT", "BTC")
+    payloads = [
+        force_order(
+            symbol=["BTCUSDT", "ETHUSDT", "SOLUSDT"][i % 3],
+            side=["BUY", "SELL"][i % 2],
+            z=f"{i + 1}.5",
+            T=1766845883281 + (i * 7919) % 50,  # out of order, equal times across chunks
+        )
+        for i in range(50)
+    ]
+    replayed = payloads[5:12]
+    liquidation_store_new(events=_events(*replayed))
+    events = _events(*payloads, *payloads[20:30])  # duplicates in later chunks too
+    with CountingExecutor() as executor:
+        stored, messages = liquidation_ingest(events=events, render_executor=executor)
+    assert executor.submitted == (8 if chunked else 0)  # 50 unique events: 8 chunks
+    assert len(stored) == 43 == Liquidation.objects.count() - len(replayed)
+    rows = messages["liquidations.all"]["rows"]
+    assert [row["id"] for row in rows] == [liq.pk for liq in stored]
+    assert len({row["id"] for row in rows}) == 43
+    assert [(row["trade_time_ms"], row["id"]) for row in rows] == sorted(
+        (row["trade_time_ms"], row["id"]) for row in rows
+    )
+    assert messages == liquidation_messages(liquidations=stored)
+    models = Liquidation.objects.in_bulk([liq.pk for liq in stored])
+    assert messages == liquidation_messages(liquidations=[models[liq.pk] for liq in stored])
+
+
+def test_ingest_renders_every_new_row_once_in_order(monkeypatch):
+    check_ingest_renders_every_new_row_once_in_order(monkeypatch, chunked=False)
+
+
+@pytest.mark.production
+def test_pg_ingest_renders_chunks_while_storing_the_next(monkeypatch):
+    check_ingest_renders_every_new_row_once_in_order(monkeypatch, chunked=True)
