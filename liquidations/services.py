@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +20,13 @@ from django.utils import timezone
 
 from .binance import LiquidationEvent, SymbolSpec
 from .models import ConnectionGap, Liquidation, Symbol, WorkerState
-from .selectors import LiquidationRow, WorkerStatus, liquidation_rows, symbol_info_map
+from .selectors import (
+    LiquidationRow,
+    SymbolInfo,
+    WorkerStatus,
+    liquidation_rows,
+    symbol_info_map,
+)
 from .templating import substitution_renderer
 
 logger = logging.getLogger(__name__)
@@ -185,12 +191,16 @@ def _postgresql_insert_sql() -> str:
     )
     pk = quote("id")
     returned = ", ".join(f"ins.{quote(meta.get_field(name).column)}" for name in RETURNED_FIELDS)
+    inserted = ", ".join(
+        quote(meta.get_field(name).column)
+        for name in dict.fromkeys(("id", *UNIQUE_FIELDS, *RETURNED_FIELDS))
+    )
     # DISTINCT ON: two events equal only once rounded to the column's scale are one row.
     return (
         f"WITH src AS (SELECT {selected}, n FROM json_to_recordset(%s::json) "
         f"AS batch({', '.join(record)}, n integer)), "
         f"ins AS (INSERT INTO {quote(meta.db_table)} ({columns}, {quote('received_at')}) "
-        f"SELECT {columns}, %s FROM src ON CONFLICT ({key}) DO NOTHING RETURNING *) "
+        f"SELECT {columns}, %s FROM src ON CONFLICT ({key}) DO NOTHING RETURNING {inserted}) "
         f"SELECT DISTINCT ON (ins.{pk}) ins.{pk}, src.n, {returned} "
         f"FROM ins JOIN src USING ({key}) ORDER BY ins.{pk}, src.n"
     )
@@ -244,7 +254,7 @@ def _insert_each(events: list[LiquidationEvent], received_at: datetime) -> list[
     return stored
 
 
-def _db_converters(names: Sequence[str]) -> list:
+def _db_converters(names: Sequence[str]) -> list[Callable[[object], object]]:
     """Return, per field, a function turning a raw driver value into what the ORM reads."""
     converters = []
     for name in names:
@@ -255,7 +265,7 @@ def _db_converters(names: Sequence[str]) -> list:
     return converters
 
 
-def _convert(value, *, steps, column):
+def _convert(value: object, *, steps: list, column: object) -> object:
     for step in steps:
         value = step(value, column, connection)
     return value
@@ -272,7 +282,9 @@ def liquidation_messages(
     return _group_messages(_message_rows(liquidations, infos=symbol_info_map()))
 
 
-def _message_rows(liquidations, *, infos) -> list[dict]:
+def _message_rows(
+    liquidations: Sequence[Liquidation | StoredLiquidation], *, infos: dict[str, SymbolInfo]
+) -> list[dict]:
     render = _row_renderer()
     return [
         {

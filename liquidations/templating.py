@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.template import Context
-from django.template.base import TextNode, VariableNode, render_value_in_context
+from django.template.base import Template, TextNode, VariableNode, render_value_in_context
 from django.template.loader import get_template
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,10 @@ def substitution_renderer(template_name: str, *, var: str, cls: type) -> Callabl
         return lambda obj: template.render({var: obj})
 
 
-def compile_substitution(template, *, var: str, cls: type) -> Callable[[object], str]:
+def compile_substitution(template: Template, *, var: str, cls: type) -> Callable[[object], str]:
     """Compile a django.template.base.Template of text and `{{ var.<name> }}` nodes."""
+    if not template.engine.autoescape:
+        raise NotCompilable("the template engine does not autoescape")
     known = _attributes(cls)
     pieces: list[str] = []
     names: list[str] = []

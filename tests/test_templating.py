@@ -150,6 +150,12 @@ def test_anything_but_plain_substitution_is_refused(source):
         compile_substitution(Engine().from_string(source), var="row", cls=LiquidationRow)
 
 
+def test_an_engine_without_autoescape_is_refused():
+    template = Engine(autoescape=False).from_string("{{ row.symbol }}")
+    with pytest.raises(NotCompilable, match="autoescape"):
+        compile_substitution(template, var="row", cls=LiquidationRow)
+
+
 def test_braces_in_the_text_are_kept():
     template = Engine().from_string("{ {{ row.symbol }} }} {x}")
     render = compile_substitution(template, var="row", cls=LiquidationRow)
