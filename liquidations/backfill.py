@@ -69,7 +69,7 @@ def item_to_event(item: object) -> LiquidationEvent:
 
 def _store(events: list[LiquidationEvent]) -> int:
     close_old_connections()
-    return len(services.liquidation_store_batch(events=events))
+    return len(services.liquidation_store_new(events=events))
 
 
 async def backfill(

@@ -427,9 +427,13 @@ def _with_connection(func):
     return call
 
 
+# Renders a stored chunk of a big batch while the DB thread stores the next chunk.
+_render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-render")
+
+
 def _store_and_render(batch: list[LiquidationEvent]):
-    stored = services.liquidation_store_batch(events=batch)
-    return stored, services.liquidation_messages(liquidations=stored)
+    # The new rows are rendered from the events just stored: nothing is read back.
+    return services.liquidation_ingest(events=batch, render_executor=_render)
 
 
 class LiquidationWorkerConsumer(AsyncConsumer):
