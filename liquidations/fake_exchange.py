@@ -337,7 +337,8 @@ class FakeExchange:
         """
         payload = frame if isinstance(frame, dict) else _payload_of(frame)
         if payload is None:
-            text = frame if isinstance(frame, str) else bytes(frame).decode(errors="replace")
+            # Sent as is in a text frame: bytes may even be invalid UTF-8, like a broken feed.
+            text = frame if isinstance(frame, str) else bytes(frame)
             targets = [(c, text) for c in self._clients if c.routed and c.streams]
         else:
             symbol = _symbol_of(payload)
@@ -356,7 +357,7 @@ class FakeExchange:
         reached = 0
         for client, text in targets:
             try:
-                await client.ws.send(text)
+                await client.ws.send(text, text=True)
             except ConnectionClosed:
                 continue
             reached += 1
