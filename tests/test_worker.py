@@ -719,3 +719,49 @@ async def test_a_silent_connection_that_does_not_answer_pings_is_failed_and_reco
     finally:
         await client.stop()
         await task
+
+
+@contextlib.contextmanager
+def database_write_locked():
+    """Hold SQLite's write lock from another connection: the worker's writes wait."""
+    import sqlite3
+
+    settings_dict = connections["default"].settings_dict
+    if settings_dict["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("locks the SQLite file (embedded mode)")
+    lock = sqlite3.connect(settings_dict["NAME"], isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+
+async def test_a_database_outage_past_the_backlog_bound_holds_reads_and_loses_nothing(
+    upstream_settings, fake_exchange, channel_layer
+):
+    upstream_settings.BINANCE_PING_INTERVAL_SECONDS = 0.2
+    upstream_settings.BINANCE_PING_TIMEOUT_SECONDS = 0.3
+    bound = 6_000  # about 20 frames
+    ingest = Ingest(channel_layer=channel_layer, max_backlog_bytes=bound)
+    await ingest.start()
+    try:
+        await fake_exchange.wait_for_clients(1)
+
+        async def reads_held() -> bool:
+            return ingest.queue.size >= bound
+
+        with database_write_locked():
+            sent = await fake_exchange.generate(rate=2_000, count=300)
+            await eventually(reads_held, what="the backlog to reach its bound")
+            # The outage goes on for many keepalive intervals with reads held.
+            await asyncio.sleep(1.5)
+            assert ingest.queue.size < bound + 1_000
+        await eventually(stored_at_least(sent), timeout=30, what="everything after the outage")
+    finally:
+        await ingest.stop()
+        await ingest.aclose()
+    assert await stored_count() == sent == ingest.status.events_stored
+    assert ingest.status.reconnects == 0
+    assert fake_exchange.accepted_connections == 1
