@@ -341,9 +341,12 @@ class UpstreamClient:
         """
         loop = asyncio.get_running_loop()
         while True:
+            if liveness.holding:
+                await asyncio.sleep(self.ping_interval)
+                continue
             silent_for = loop.time() - liveness.last_frame_at
-            if liveness.holding or silent_for < self.ping_interval:
-                await asyncio.sleep(max(self.ping_interval - silent_for, 0.05))
+            if silent_for < self.ping_interval:
+                await asyncio.sleep(self.ping_interval - silent_for)
                 continue
             try:
                 pong = await ws.ping()
