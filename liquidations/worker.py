@@ -79,8 +79,8 @@ class Backlog:
     """Raw frames waiting to be stored, oldest first, bounded in bytes.
 
     put() never refuses a frame (it has been read off the socket: refusing would lose
-    it); past max_bytes it returns an awaitable that completes once the writer has taken
-    the backlog below half the bound, and the reader waits on it before reading more.
+    it); past max_bytes it says the backlog is full, and the reader waits for drained(),
+    which completes once the writer has taken the backlog down to half the bound.
     """
 
     def __init__(self, *, max_bytes: int) -> None:
@@ -95,14 +95,19 @@ class Backlog:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def put(self, frame: bytes) -> Awaitable[bool] | None:
+    def put(self, frame: bytes) -> bool:
+        """Keep the frame; return whether the backlog is now full."""
         self._frames.append(frame)
         self.size += len(frame)
         self._arrived.set()
         if self.size < self.max_bytes:
-            return None
+            return False
         self._drained.clear()
-        return self._drained.wait()
+        return True
+
+    async def drained(self) -> None:
+        """Wait until the backlog is at most half full."""
+        await self._drained.wait()
 
     async def take(self, limit: int) -> list[bytes]:
         """Wait for frames and return up to limit of them; [] once closed and empty."""
@@ -242,19 +247,19 @@ class Ingest:
 
     def _on_message(self, raw: bytes) -> Awaitable[None] | None:
         """Keep the frame for the writer; past the backlog bound, make the reader wait."""
-        waiting = self.queue.put(raw)
-        if waiting is None:
-            return None
-        return self._hold(waiting)
+        full = self.queue.put(raw)
+        if not full or (self._client is not None and self._client.stopping):
+            return None  # when stopping, the last frames are kept and nothing waits
+        return self._hold()
 
-    async def _hold(self, drained: Awaitable[bool]) -> None:
+    async def _hold(self) -> None:
         started = time.monotonic()
         logger.warning(
             "Backlog of %d unstored frames (%.1f MiB): upstream reads wait for the writer",
             len(self.queue),
             self.queue.size / 2**20,
         )
-        await drained
+        await self.queue.drained()
         logger.info("Upstream reads resume after %.2f s", time.monotonic() - started)
 
     async def _parse(self, frames: list[bytes]) -> list[LiquidationEvent]:

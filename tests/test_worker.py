@@ -27,7 +27,7 @@ from liquidations.binance import (
 )
 from liquidations.management.commands.liquidations import _request
 from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
-from liquidations.worker import Ingest, worker_create
+from liquidations.worker import Backlog, Ingest, worker_create
 from tests.factories import force_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -765,3 +765,20 @@ async def test_a_database_outage_past_the_backlog_bound_holds_reads_and_loses_no
     assert await stored_count() == sent == ingest.status.events_stored
     assert ingest.status.reconnects == 0
     assert fake_exchange.accepted_connections == 1
+
+
+async def test_backlog_is_full_at_its_bound_and_drained_at_half():
+    backlog = Backlog(max_bytes=100)
+    assert [backlog.put(b"x" * 30) for _ in range(4)] == [False, False, False, True]
+    drained = asyncio.ensure_future(backlog.drained())
+    assert backlog.take_nowait(1) == [b"x" * 30]  # 90 bytes: still above half
+    await asyncio.sleep(0)
+    assert not drained.done()
+    assert backlog.take_nowait(1) == [b"x" * 30]  # 60 bytes
+    await asyncio.sleep(0)
+    assert not drained.done()
+    assert backlog.take_nowait(1) == [b"x" * 30]  # 30 bytes: at most half
+    await asyncio.wait_for(drained, 1)
+    backlog.close()
+    assert await backlog.take(10) == [b"x" * 30]  # closed: what is left, then nothing
+    assert await backlog.take(10) == []
