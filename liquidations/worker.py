@@ -45,9 +45,9 @@ WORKER_CHANNEL = "liquidations"
 MAX_BATCH = 5000
 # Raw frames received and not yet stored, in bytes. Past this bound the upstream socket is
 # not read until the writer has stored half of it: a burst or a database outage then
-# waits in TCP buffers and at the exchange (flow control), not in this process. A
-# Binance frame is ~250-300 bytes, so 16 MiB is ~60,000 events: over two minutes of
-# the whole market at its ~440 events/s ceiling.
+# waits in TCP buffers and at the exchange (flow control), not in this process. Binance
+# frames are ~185 bytes (~220 on a combined stream; a real capture), so 16 MiB holds
+# 75,000-90,000 events: about three minutes of the whole market at its ~440/s ceiling.
 MAX_BACKLOG_BYTES = 16 * 2**20
 # Frames parsed between two yields to the event loop (a batch is up to MAX_BATCH).
 PARSE_SLICE = 500
@@ -146,8 +146,8 @@ class Ingest:
     def __init__(self, *, channel_layer, max_backlog_bytes: int = MAX_BACKLOG_BYTES) -> None:
         self.channel_layer = channel_layer
         self.status = IngestStatus()
-        # Frames stay raw bytes until the writer takes them: ~4x smaller than a parsed
-        # LiquidationEvent (Decimals, strings, ~1 kB), and parsed once, in batches.
+        # Frames stay raw bytes until the writer takes them: a quarter of a parsed
+        # LiquidationEvent (Decimals, strings: ~1 kB), and parsed once, in batches.
         self.queue = Backlog(max_bytes=max_backlog_bytes)
         # One thread, one database connection: writes never wait behind page requests
         # in the web process's shared sync thread (embedded mode).
