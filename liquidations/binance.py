@@ -22,7 +22,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 logger = logging.getLogger(__name__)
 
@@ -118,26 +118,45 @@ class Backoff:
         self.attempt = 0
 
 
+@dataclass
+class _Liveness:
+    """What one connection's keepalive needs to know about its reader."""
+
+    last_frame_at: float
+    holding: bool = False
+    failure: str | None = None
+
+
 class UpstreamClient:
     """One WebSocket to the exchange: connect, read, reconnect, rotate before the 24 h cut.
 
-    Frames are handed raw to `on_message`; connection changes go to `on_connected` and
-    `on_disconnected(reason)`. Every reconnect waits an exponential backoff with jitter;
-    the backoff resets after a connection that stayed up for `stable_after` seconds.
-    A failing callback is logged and never ends the stream.
+    Frames are handed raw (bytes, undecoded) to `on_message`; connection changes go to
+    `on_connected` and `on_disconnected(reason)`. Every reconnect waits an exponential
+    backoff with jitter; the backoff resets after a connection that stayed up for
+    `stable_after` seconds. A failing callback is logged and never ends the stream.
+
+    Backpressure: when `on_message` returns an awaitable, the socket is not read until it
+    completes, so the exchange's frames wait in TCP buffers (and at the exchange) instead
+    of in this process. Keepalive: every frame is proof that the connection lives; only
+    after `ping_interval` seconds without a frame *while reading* is a ping sent, and the
+    connection is failed when neither a frame nor the pong follows within `ping_timeout`.
+    A stock keepalive (websockets' own) would ping during backpressure too, and its pong
+    would wait behind the unread frames until the connection timed out.
     """
 
     def __init__(
         self,
         *,
         url: str,
-        on_message: Callable[[str | bytes], None],
+        on_message: Callable[[bytes], Awaitable[None] | None],
         on_connected: Callable[[], Awaitable[None]],
         on_disconnected: Callable[[str], Awaitable[None]],
         backoff: Backoff | None = None,
         max_connection_age: float = 23.5 * 3600,
         stable_after: float = 60.0,
         open_timeout: float = 10.0,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
     ) -> None:
         self.url = url
         self.on_message = on_message
@@ -147,6 +166,8 @@ class UpstreamClient:
         self.max_connection_age = max_connection_age
         self.stable_after = stable_after
         self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self._stopping = asyncio.Event()
         self._ws: ClientConnection | None = None
 
@@ -238,8 +259,8 @@ class UpstreamClient:
         ws = await connect(
             self.url,
             open_timeout=self.open_timeout,
-            ping_interval=20,
-            ping_timeout=20,
+            # Our own keepalive (see the class docstring), not websockets' one.
+            ping_interval=None,
             close_timeout=5,
             max_size=2**20,
         )
@@ -266,21 +287,88 @@ class UpstreamClient:
         """Hand every frame to on_message until the socket closes or the deadline passes."""
         loop = asyncio.get_running_loop()
         loop_deadline = loop.time() + (deadline - time.monotonic())
+        liveness = _Liveness(last_frame_at=loop.time())
+        keepalive = asyncio.create_task(self._keepalive(ws, liveness), name="upstream-keepalive")
         try:
             async with asyncio.timeout_at(loop_deadline):
-                async for message in ws:
-                    self.on_message(message)
+                while True:
+                    # Bytes as received: no UTF-8 decode here (the JSON parser checks it),
+                    # and the most compact form a frame can wait in.
+                    message = await ws.recv(decode=False)
+                    liveness.last_frame_at = loop.time()
+                    waiting = self.on_message(message)
+                    if waiting is not None:
+                        liveness.holding = True
+                        try:
+                            await self._until_stopping(waiting)
+                        finally:
+                            liveness.holding = False
+                            liveness.last_frame_at = loop.time()
         except TimeoutError:
             return ROTATE
+        except ConnectionClosedOK:
+            pass
         except ConnectionClosed as exc:
-            return f"connection closed: {_describe(exc)}"
+            return liveness.failure or f"connection closed: {_describe(exc)}"
         except Exception as exc:
             logger.exception("Upstream read failed")
             return f"read failed: {_describe(exc)}"
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
         if self._stopping.is_set():
             return "stopped"
         detail = f": {ws.close_reason}" if ws.close_reason else ""
         return f"closed by the server (code {ws.close_code}{detail})"
+
+    async def _until_stopping(self, waiting: Awaitable[None]) -> None:
+        """Await the consumer's backpressure unless stop() comes first."""
+        task = asyncio.ensure_future(waiting)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+        if task.done() and not task.cancelled():
+            task.result()
+
+    async def _keepalive(self, ws: ClientConnection, liveness: _Liveness) -> None:
+        """Ping after ping_interval without a frame; fail the connection if it stays mute.
+
+        Time spent holding (backpressure) is not silence: the exchange is sending, we are
+        not reading.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            if liveness.holding:
+                await asyncio.sleep(self.ping_interval)
+                continue
+            silent_for = loop.time() - liveness.last_frame_at
+            if silent_for < self.ping_interval:
+                await asyncio.sleep(self.ping_interval - silent_for)
+                continue
+            try:
+                pong = await ws.ping()
+            except ConnectionClosed:
+                return
+            pinged_at = loop.time()
+            await asyncio.wait({pong}, timeout=self.ping_timeout)
+            if pong.done():
+                if pong.cancelled() or pong.exception() is not None:
+                    return  # the connection closed meanwhile; the reader reports why
+                continue
+            if liveness.holding or liveness.last_frame_at >= pinged_at:
+                continue
+            # A peer that answers nothing would not answer a closing handshake either.
+            liveness.failure = (
+                f"keepalive ping timeout: no frame for {loop.time() - liveness.last_frame_at:.1f} s"
+                f" and no pong within {self.ping_timeout:g} s"
+            )
+            ws.transport.abort()
+            return
 
     async def _rotate(self, old: ClientConnection) -> ClientConnection | None:
         """Open the next connection before closing the old one, so the switch has no hole."""

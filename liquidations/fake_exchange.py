@@ -300,6 +300,16 @@ class FakeExchange:
         """Each client's last ping round trip (0 until it answered a server ping)."""
         return [c.ws.latency for c in self._clients]
 
+    @property
+    def write_buffer_sizes(self) -> list[int]:
+        """Bytes each client's socket has not taken yet (sending waits past 32 KiB)."""
+        return [c.ws.transport.get_write_buffer_size() for c in self._clients]
+
+    def stall_connections(self) -> None:
+        """Stop reading every client's socket, like a hung server: pings go unanswered."""
+        for client in self._clients:
+            client.ws.transport.pause_reading()
+
     async def wait_for_clients(self, n: int = 1, timeout: float = 10.0) -> None:
         """Wait until at least n clients are connected."""
         async with asyncio.timeout(timeout):
@@ -321,10 +331,14 @@ class FakeExchange:
         clients get it wrapped in {"stream", "data"}. A str/bytes frame that decodes to
         a payload (or a combined frame) is routed the same way; anything else (e.g. a
         malformed frame) goes as is to every subscribed routed client.
+
+        Like a TCP peer, this waits while a client's socket does not take more (its
+        reader is slow or holding back): the server keeps no growing buffer per client.
         """
         payload = frame if isinstance(frame, dict) else _payload_of(frame)
         if payload is None:
-            text = frame if isinstance(frame, str) else bytes(frame).decode(errors="replace")
+            # Sent as is in a text frame: bytes may even be invalid UTF-8, like a broken feed.
+            text = frame if isinstance(frame, str) else bytes(frame)
             targets = [(c, text) for c in self._clients if c.routed and c.streams]
         else:
             symbol = _symbol_of(payload)
@@ -343,7 +357,7 @@ class FakeExchange:
         reached = 0
         for client, text in targets:
             try:
-                await client.ws.send(text)
+                await client.ws.send(text, text=True)
             except ConnectionClosed:
                 continue
             reached += 1

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -41,6 +43,14 @@ logger = logging.getLogger(__name__)
 
 WORKER_CHANNEL = "liquidations"
 MAX_BATCH = 5000
+# Raw frames received and not yet stored, in bytes. Past this bound the upstream socket is
+# not read until the writer has stored half of it: a burst or a database outage then
+# waits in TCP buffers and at the exchange (flow control), not in this process. Binance
+# frames are ~185 bytes (~220 on a combined stream; a real capture), so 16 MiB holds
+# 75,000-90,000 events: about three minutes of the whole market at its ~440/s ceiling.
+MAX_BACKLOG_BYTES = 16 * 2**20
+# Frames parsed between two yields to the event loop (a batch is up to MAX_BATCH).
+PARSE_SLICE = 500
 HEARTBEAT_SECONDS = 1.0
 
 
@@ -65,18 +75,80 @@ class IngestStatus:
         return data
 
 
+class Backlog:
+    """Raw frames waiting to be stored, oldest first, bounded in bytes.
+
+    put() never refuses a frame (it has been read off the socket: refusing would lose
+    it); past max_bytes it says the backlog is full, and the reader waits for drained(),
+    which completes once the writer has taken the backlog down to half the bound.
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.closed = False
+        self._frames: deque[bytes] = deque()
+        self._arrived = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, frame: bytes) -> bool:
+        """Keep the frame; return whether the backlog is now full."""
+        self._frames.append(frame)
+        self.size += len(frame)
+        self._arrived.set()
+        if self.size < self.max_bytes:
+            return False
+        self._drained.clear()
+        return True
+
+    async def drained(self) -> None:
+        """Wait until the backlog is at most half full."""
+        await self._drained.wait()
+
+    async def take(self, limit: int) -> list[bytes]:
+        """Wait for frames and return up to limit of them; [] once closed and empty."""
+        while not self._frames:
+            if self.closed:
+                return []
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self.take_nowait(limit)
+
+    def take_nowait(self, limit: int) -> list[bytes]:
+        frames = self._frames
+        taken = [frames.popleft() for _ in range(min(limit, len(frames)))]
+        self.size -= sum(map(len, taken))
+        if self.size <= self.max_bytes // 2:
+            self._drained.set()
+        return taken
+
+    def close(self) -> None:
+        """No more frames will come: take() returns what is left, then []."""
+        self.closed = True
+        self._arrived.set()
+
+    def reopen(self) -> None:
+        self.closed = False
+
+
 class Ingest:
-    """Upstream frames → parsed events → batched store → one broadcast per group.
+    """Upstream frames → raw backlog → parsed batches → store → one broadcast per group.
 
     Four tasks: the upstream client, the batch writer, the heartbeat (worker state and
     the end of an open connection gap) and the exchangeInfo sync. Every database call
     runs on one dedicated thread with its own connection.
     """
 
-    def __init__(self, *, channel_layer) -> None:
+    def __init__(self, *, channel_layer, max_backlog_bytes: int = MAX_BACKLOG_BYTES) -> None:
         self.channel_layer = channel_layer
         self.status = IngestStatus()
-        self.queue: asyncio.Queue[LiquidationEvent | None] = asyncio.Queue()
+        # Frames stay raw bytes until the writer takes them: a quarter of a parsed
+        # LiquidationEvent (Decimals, strings: ~1 kB), and parsed once, in batches.
+        self.queue = Backlog(max_bytes=max_backlog_bytes)
         # One thread, one database connection: writes never wait behind page requests
         # in the web process's shared sync thread (embedded mode).
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
@@ -102,6 +174,7 @@ class Ingest:
         )
         self.status.url = url
         self.status.state = "connecting"
+        self.queue.reopen()
         # The record has a hole from the last sign of life of a worker until we connect.
         try:
             last_seen = await self._db_call(services.worker_state_last_seen)
@@ -121,6 +194,8 @@ class Ingest:
             ),
             max_connection_age=settings.BINANCE_MAX_CONNECTION_SECONDS,
             stable_after=settings.BINANCE_STABLE_CONNECTION_SECONDS,
+            ping_interval=settings.BINANCE_PING_INTERVAL_SECONDS,
+            ping_timeout=settings.BINANCE_PING_TIMEOUT_SECONDS,
         )
         self._tasks = {
             "upstream": asyncio.create_task(self._client.run(), name="ingest-upstream"),
@@ -145,9 +220,9 @@ class Ingest:
         await _finish_or_cancel(tasks["upstream"], timeout=10)
         for name in ("heartbeat", "symbols"):
             tasks[name].cancel()
-        # The writer stores what is queued before the sentinel, then ends; a writer
-        # stuck retrying an unavailable database is given up on after a while.
-        self.queue.put_nowait(None)
+        # The writer stores what is left in the backlog, then ends; a writer stuck
+        # retrying an unavailable database is given up on after a while.
+        self.queue.close()
         await _finish_or_cancel(tasks["writer"], timeout=30)
         for task in tasks.values():
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -170,15 +245,37 @@ class Ingest:
             self.status.malformed_dropped,
         )
 
-    def _on_message(self, raw: str | bytes) -> None:
-        try:
-            event = parse_frame(raw)
-        except MalformedFrame as exc:
-            self.status.malformed_dropped += 1
-            logger.warning("Dropped malformed frame (%s): %.200r", exc, raw)
-            return
-        self.status.events_received += 1
-        self.queue.put_nowait(event)
+    def _on_message(self, raw: bytes) -> Awaitable[None] | None:
+        """Keep the frame for the writer; past the backlog bound, make the reader wait."""
+        full = self.queue.put(raw)
+        if not full or (self._client is not None and self._client.stopping):
+            return None  # when stopping, the last frames are kept and nothing waits
+        return self._hold()
+
+    async def _hold(self) -> None:
+        started = time.monotonic()
+        logger.warning(
+            "Backlog of %d unstored frames (%.1f MiB): upstream reads wait for the writer",
+            len(self.queue),
+            self.queue.size / 2**20,
+        )
+        await self.queue.drained()
+        logger.info("Upstream reads resume after %.2f s", time.monotonic() - started)
+
+    async def _parse(self, frames: list[bytes]) -> list[LiquidationEvent]:
+        """Parse a batch of raw frames; count, log and skip the malformed ones."""
+        events: list[LiquidationEvent] = []
+        for start in range(0, len(frames), PARSE_SLICE):
+            if start:
+                await asyncio.sleep(0)  # a 5,000-frame batch is ~50 ms of CPU
+            for raw in frames[start : start + PARSE_SLICE]:
+                try:
+                    events.append(parse_frame(raw))
+                except MalformedFrame as exc:
+                    self.status.malformed_dropped += 1
+                    logger.warning("Dropped malformed frame (%s): %.200r", exc, _text(raw))
+        self.status.events_received += len(events)
+        return events
 
     async def _on_connected(self) -> None:
         now = timezone.now()
@@ -243,40 +340,43 @@ class Ingest:
 
     async def _write_loop(self) -> None:
         # Adaptive batching: an idle writer stores the first event at once; while a
-        # write is in flight, newer events pile up in the queue and go in the next batch.
+        # write is in flight, newer frames pile up in the backlog and go in the next batch.
         # Under load batches can also be held LIQUIDATION_BATCH_INTERVAL apart (the first
         # event after a quiet spell still goes at once); by default 0, as the web
         # processes' fan-out hubs coalesce batches into frames themselves (make bench).
         interval = settings.LIQUIDATION_BATCH_INTERVAL
         loop = asyncio.get_running_loop()
         last_batch_at = -interval
-        while True:
-            first = await self.queue.get()
-            if first is None:
-                return
-            wait = last_batch_at + interval - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            last_batch_at = loop.time()
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH and not self.queue.empty():
-                event = self.queue.get_nowait()
-                if event is None:
-                    stop = True
-                    break
-                batch.append(event)
-            await self._store(batch)
-            if stop:
-                return
+        storing: asyncio.Task | None = None
+        try:
+            while frames := await self.queue.take(MAX_BATCH):
+                # Parsed while the previous batch is being stored: its database round
+                # trips release the GIL, so parsing costs the writer no extra time.
+                batch = await self._parse(frames)
+                if storing is not None:
+                    await storing
+                wait = last_batch_at + interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                last_batch_at = loop.time()
+                if len(frames) < MAX_BATCH:
+                    batch += await self._parse(self.queue.take_nowait(MAX_BATCH - len(frames)))
+                del frames
+                storing = (
+                    asyncio.create_task(self._store(batch), name="ingest-store") if batch else None
+                )
+                del batch
+            if storing is not None:
+                await storing
+        except asyncio.CancelledError:
+            if storing is not None:
+                storing.cancel()
+            raise
 
     async def _flush_queue(self) -> None:
-        while not self.queue.empty():
-            batch = []
-            while len(batch) < MAX_BATCH and not self.queue.empty():
-                event = self.queue.get_nowait()
-                if event is not None:
-                    batch.append(event)
+        """Store what a cancelled writer left in the backlog (a few tries, then give up)."""
+        while frames := self.queue.take_nowait(MAX_BATCH):
+            batch = await self._parse(frames)
             if batch:
                 await self._store(batch, retries=2)
 
@@ -417,6 +517,11 @@ def _log_task_end(task: asyncio.Task) -> None:
     exc = task.exception()
     if exc is not None:
         logger.error("Ingest task %s died", task.get_name(), exc_info=exc)
+
+
+def _text(raw: str | bytes) -> str:
+    """Return a frame as text for a log line (invalid UTF-8 shown as U+FFFD)."""
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
 
 
 def _with_connection(func):

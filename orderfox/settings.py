@@ -241,6 +241,11 @@ BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600
 LIQUIDATION_BATCH_INTERVAL = float(env_str("LIQUIDATION_BATCH_INTERVAL", "0"))
 # A connection that stayed up this long resets the backoff.
 BINANCE_STABLE_CONNECTION_SECONDS = 60.0
+# Upstream keepalive: every frame proves the connection alive; after this long without
+# one (while reading) the worker pings, and fails the connection when neither a frame nor
+# the pong follows within the timeout.
+BINANCE_PING_INTERVAL_SECONDS = 20.0
+BINANCE_PING_TIMEOUT_SECONDS = 20.0
 # Symbol table from /fapi/v1/exchangeInfo: refreshed hourly, retried sooner on failure.
 BINANCE_REST_TIMEOUT_SECONDS = 15.0
 BINANCE_EXCHANGE_INFO_REFRESH_SECONDS = 3600.0

@@ -27,7 +27,7 @@ from liquidations.binance import (
 )
 from liquidations.management.commands.liquidations import _request
 from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
-from liquidations.worker import Ingest, worker_create
+from liquidations.worker import Backlog, Ingest, worker_create
 from tests.factories import force_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -251,6 +251,12 @@ async def test_malformed_frames_are_counted_and_skipped_while_events_keep_arrivi
     sent = await fake_exchange.generate(rate=5000, count=30, malformed_every=5)
     await fake_exchange.broadcast(b"\xff\xfe not even utf-8")
     await eventually(stored_at_least(sent), what="valid events after malformed ones")
+
+    # The status counts a batch once its rows are rendered too, a moment after the commit.
+    async def status_caught_up() -> bool:
+        return (await status())["events_stored"] == sent
+
+    await eventually(status_caught_up, what="the status to count the stored events")
     reply = await status()
     assert reply["malformed_dropped"] == fake_exchange.malformed_sent + 1 == 7
     assert reply["events_stored"] == 30
@@ -614,3 +620,170 @@ async def test_server_pings_are_answered():
         finally:
             await client.stop()
             await task
+
+
+async def test_a_flood_past_the_backlog_bound_is_stored_whole_without_a_reconnect(
+    upstream_settings, fake_exchange, channel_layer, monkeypatch, caplog
+):
+    from liquidations import worker as worker_module
+
+    # A writer far slower than the flood (40 events per 0.1 s batch) and a keepalive far
+    # shorter than the flood: reads are held for seconds while the exchange keeps sending.
+    monkeypatch.setattr(worker_module, "MAX_BATCH", 40)
+    upstream_settings.LIQUIDATION_BATCH_INTERVAL = 0.1
+    upstream_settings.BINANCE_PING_INTERVAL_SECONDS = 0.2
+    upstream_settings.BINANCE_PING_TIMEOUT_SECONDS = 0.3
+    bound = 12_000  # about 40 frames
+    ingest = Ingest(channel_layer=channel_layer, max_backlog_bytes=bound)
+    await ingest.start()
+    peak = 0
+
+    async def watch_backlog() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, ingest.queue.size)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch_backlog())
+    try:
+        await fake_exchange.wait_for_clients(1)
+        sent = await fake_exchange.generate(rate=100_000, count=2_000, malformed_every=100)
+        await eventually(stored_at_least(sent), timeout=60, what="the whole flood stored")
+    finally:
+        watcher.cancel()
+        await ingest.stop()
+        await ingest.aclose()
+    assert await stored_count() == sent == ingest.status.events_stored
+    assert ingest.status.malformed_dropped == fake_exchange.malformed_sent == 20
+    # One connection throughout: no keepalive timeout while the reader held back.
+    assert ingest.status.reconnects == 0
+    assert fake_exchange.accepted_connections == 1
+    assert await sync_to_async(ConnectionGap.objects.count)() == 0
+    # The backlog reached its bound (reads were held) and never went past one more frame.
+    assert bound <= peak < bound + 1_000
+    assert "upstream reads wait for the writer" in caplog.text
+
+
+async def test_frames_keep_the_connection_alive_when_pongs_do_not_come(fake_exchange):
+    calls = _Recorder()
+    client = UpstreamClient(
+        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
+        on_message=calls.on_message,
+        on_connected=calls.on_connected,
+        on_disconnected=calls.on_disconnected,
+        ping_interval=0.1,
+        ping_timeout=0.1,
+    )
+    task = asyncio.create_task(client.run())
+    try:
+        await fake_exchange.wait_for_clients(1)
+        # The exchange still sends but never reads our pings: only frames prove it alive.
+        fake_exchange.stall_connections()
+        sent = await fake_exchange.generate(rate=50, duration=1.5)
+
+        async def all_received() -> bool:
+            return len(calls.frames) == sent
+
+        await eventually(all_received, what="every frame")
+        assert sent > 50
+        assert calls.disconnects == []
+        assert fake_exchange.accepted_connections == 1
+        await fake_exchange.drop_connections()  # a stalled peer would not answer a close
+    finally:
+        await client.stop()
+        await task
+
+
+async def test_a_silent_connection_that_does_not_answer_pings_is_failed_and_reconnected(
+    fake_exchange,
+):
+    calls = _Recorder()
+    client = UpstreamClient(
+        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
+        on_message=calls.on_message,
+        on_connected=calls.on_connected,
+        on_disconnected=calls.on_disconnected,
+        backoff=Backoff(initial=0.01, cap=0.05),
+        ping_interval=0.2,
+        ping_timeout=0.2,
+    )
+    task = asyncio.create_task(client.run())
+    try:
+        await fake_exchange.wait_for_clients(1)
+        fake_exchange.stall_connections()  # hung: no frames, no pongs
+        await fake_exchange.wait_for_connections(2)
+        assert len(calls.disconnects) == 1
+        assert calls.disconnects[0].startswith("keepalive ping timeout")
+        # The stalled side has not noticed yet; the new connection gets the frame.
+        await fake_exchange.broadcast(force_order())
+
+        async def received() -> bool:
+            return len(calls.frames) == 1
+
+        await eventually(received, what="a frame on the new connection")
+    finally:
+        await client.stop()
+        await task
+
+
+@contextlib.contextmanager
+def database_write_locked():
+    """Hold SQLite's write lock from another connection: the worker's writes wait."""
+    import sqlite3
+
+    settings_dict = connections["default"].settings_dict
+    if settings_dict["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("locks the SQLite file (embedded mode)")
+    lock = sqlite3.connect(settings_dict["NAME"], isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+
+
+async def test_a_database_outage_past_the_backlog_bound_holds_reads_and_loses_nothing(
+    upstream_settings, fake_exchange, channel_layer
+):
+    upstream_settings.BINANCE_PING_INTERVAL_SECONDS = 0.2
+    upstream_settings.BINANCE_PING_TIMEOUT_SECONDS = 0.3
+    bound = 6_000  # about 20 frames
+    ingest = Ingest(channel_layer=channel_layer, max_backlog_bytes=bound)
+    await ingest.start()
+    try:
+        await fake_exchange.wait_for_clients(1)
+
+        async def reads_held() -> bool:
+            return ingest.queue.size >= bound
+
+        with database_write_locked():
+            sent = await fake_exchange.generate(rate=2_000, count=300)
+            await eventually(reads_held, what="the backlog to reach its bound")
+            # The outage goes on for many keepalive intervals with reads held.
+            await asyncio.sleep(1.5)
+            assert ingest.queue.size < bound + 1_000
+        await eventually(stored_at_least(sent), timeout=30, what="everything after the outage")
+    finally:
+        await ingest.stop()
+        await ingest.aclose()
+    assert await stored_count() == sent == ingest.status.events_stored
+    assert ingest.status.reconnects == 0
+    assert fake_exchange.accepted_connections == 1
+
+
+async def test_backlog_is_full_at_its_bound_and_drained_at_half():
+    backlog = Backlog(max_bytes=100)
+    assert [backlog.put(b"x" * 30) for _ in range(4)] == [False, False, False, True]
+    drained = asyncio.ensure_future(backlog.drained())
+    assert backlog.take_nowait(1) == [b"x" * 30]  # 90 bytes: still above half
+    await asyncio.sleep(0)
+    assert not drained.done()
+    assert backlog.take_nowait(1) == [b"x" * 30]  # 60 bytes
+    await asyncio.sleep(0)
+    assert not drained.done()
+    assert backlog.take_nowait(1) == [b"x" * 30]  # 30 bytes: at most half
+    await asyncio.wait_for(drained, 1)
+    backlog.close()
+    assert await backlog.take(10) == [b"x" * 30]  # closed: what is left, then nothing
+    assert await backlog.take(10) == []
