@@ -456,18 +456,24 @@ class _Recorder:
         self.disconnects.append(reason)
 
 
+def _recorded_client(exchange, calls: _Recorder, **options) -> UpstreamClient:
+    """An UpstreamClient on the exchange's all-market stream reporting to calls."""
+    return UpstreamClient(
+        url=f"{exchange.ws_base_url}/ws/!forceOrder@arr",
+        on_message=calls.on_message,
+        on_connected=calls.on_connected,
+        on_disconnected=calls.on_disconnected,
+        **options,
+    )
+
+
 @pytest.mark.parametrize(("stable_after", "attempts_after_two_drops"), [(60.0, 2), (0.0, 0)])
 async def test_backoff_resets_only_after_a_stable_connection(
     fake_exchange, stable_after, attempts_after_two_drops
 ):
     calls = _Recorder()
-    client = UpstreamClient(
-        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
-        on_message=calls.on_message,
-        on_connected=calls.on_connected,
-        on_disconnected=calls.on_disconnected,
-        backoff=Backoff(initial=0.01, cap=0.05),
-        stable_after=stable_after,
+    client = _recorded_client(
+        fake_exchange, calls, backoff=Backoff(initial=0.01, cap=0.05), stable_after=stable_after
     )
     task = asyncio.create_task(client.run())
     try:
@@ -491,13 +497,7 @@ async def test_backoff_resets_only_after_a_stable_connection(
 
 async def test_connection_rotates_before_its_maximum_age_without_a_gap(fake_exchange):
     calls = _Recorder()
-    client = UpstreamClient(
-        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
-        on_message=calls.on_message,
-        on_connected=calls.on_connected,
-        on_disconnected=calls.on_disconnected,
-        max_connection_age=0.2,
-    )
+    client = _recorded_client(fake_exchange, calls, max_connection_age=0.2)
     task = asyncio.create_task(client.run())
     try:
         await fake_exchange.wait_for_connections(3)
@@ -602,12 +602,7 @@ async def test_server_pings_are_answered():
 
     async with FakeExchange(ping_interval=0.05, pong_timeout=1.0) as fx:
         calls = _Recorder()
-        client = UpstreamClient(
-            url=f"{fx.ws_base_url}/ws/!forceOrder@arr",
-            on_message=calls.on_message,
-            on_connected=calls.on_connected,
-            on_disconnected=calls.on_disconnected,
-        )
+        client = _recorded_client(fx, calls)
         task = asyncio.create_task(client.run())
         try:
             await fx.wait_for_clients(1)
@@ -666,14 +661,7 @@ async def test_a_flood_past_the_backlog_bound_is_stored_whole_without_a_reconnec
 
 async def test_frames_keep_the_connection_alive_when_pongs_do_not_come(fake_exchange):
     calls = _Recorder()
-    client = UpstreamClient(
-        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
-        on_message=calls.on_message,
-        on_connected=calls.on_connected,
-        on_disconnected=calls.on_disconnected,
-        ping_interval=0.1,
-        ping_timeout=0.1,
-    )
+    client = _recorded_client(fake_exchange, calls, ping_interval=0.1, ping_timeout=0.1)
     task = asyncio.create_task(client.run())
     try:
         await fake_exchange.wait_for_clients(1)
@@ -698,11 +686,9 @@ async def test_a_silent_connection_that_does_not_answer_pings_is_failed_and_reco
     fake_exchange,
 ):
     calls = _Recorder()
-    client = UpstreamClient(
-        url=f"{fake_exchange.ws_base_url}/ws/!forceOrder@arr",
-        on_message=calls.on_message,
-        on_connected=calls.on_connected,
-        on_disconnected=calls.on_disconnected,
+    client = _recorded_client(
+        fake_exchange,
+        calls,
         backoff=Backoff(initial=0.01, cap=0.05),
         ping_interval=0.2,
         ping_timeout=0.2,
