@@ -112,8 +112,21 @@ class SymbolFilter(admin.SimpleListFilter):
         }
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Facts recorded by the worker: viewable, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(Liquidation)
-class LiquidationAdmin(admin.ModelAdmin):
+class LiquidationAdmin(ReadOnlyAdmin):
     list_display = (
         "trade_time_display",
         "symbol",
@@ -134,15 +147,6 @@ class LiquidationAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = LargeTablePaginator
     actions = ("export_csv",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_search_results(self, request, queryset, search_term):
         """Match symbols by prefix through the Symbol table, so the symbol index is used."""
@@ -210,19 +214,6 @@ def _csv_lines(rows: QuerySet) -> Iterator[str]:
         liquidated = "long" if row[side_index] == Side.SELL else "short"
         values.insert(side_index + 1, liquidated)
         yield writer.writerow(values)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Facts recorded by the worker: viewable, never edited by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Symbol)
