@@ -43,33 +43,40 @@ def stats_group(symbol: str | None) -> str:
     return f"stats.{symbol}" if symbol else "stats.all"
 
 
-def stats_context(*, symbol: str | None = None, now: datetime | None = None) -> dict:
+def stats_context(
+    *, symbol: str | None = None, now: datetime | None = None, stats: list | None = None
+) -> dict:
     """Return the context `_stats.html` renders: the windows of one scope."""
-    stats = analytics.liquidation_stats(symbol=symbol, now=now or timezone.now())
+    if stats is None:
+        stats = analytics.liquidation_stats(symbol=symbol, now=now or timezone.now())
     return {"stats": stats, "scope": symbol}
 
 
-def stats_html(*, symbol: str | None = None, now: datetime | None = None, oob: bool = False):
-    return render_to_string(
-        "liquidations/_stats.html", {**stats_context(symbol=symbol, now=now), "oob": oob}
-    )
+def stats_html(
+    *,
+    symbol: str | None = None,
+    now: datetime | None = None,
+    oob: bool = False,
+    stats: list | None = None,
+) -> str:
+    context = stats_context(symbol=symbol, now=now, stats=stats)
+    return render_to_string("liquidations/_stats.html", {**context, "oob": oob})
 
 
 def stats_messages(*, include_all: bool, symbols: list[str]) -> dict[str, dict]:
-    """Render the strip once per scope and return one message per group."""
-    now = timezone.now()
-    messages = {}
-    if include_all:
-        messages[stats_group(None)] = {
+    """Compute every scope's windows at once, render each strip once: one message per group."""
+    scopes: list[str | None] = [None] if include_all else []
+    scopes += symbols
+    if not scopes:
+        return {}
+    every = analytics.liquidation_stats_many(scopes=scopes, now=timezone.now())
+    return {
+        stats_group(scope): {
             "type": STATS_MESSAGE_TYPE,
-            "html": stats_html(now=now, oob=True),
+            "html": stats_html(symbol=scope, oob=True, stats=every[scope]),
         }
-    for symbol in symbols:
-        messages[stats_group(symbol)] = {
-            "type": STATS_MESSAGE_TYPE,
-            "html": stats_html(symbol=symbol, now=now, oob=True),
-        }
-    return messages
+        for scope in scopes
+    }
 
 
 def _max_id() -> int:

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from liquidations.analytics import liquidation_stats
+from liquidations.analytics import liquidation_stats, liquidation_stats_many
 from liquidations.binance import ms_to_datetime
 from liquidations.live_stats import STATS_MESSAGE_TYPE, StatsPublisher, stats_html
 from liquidations.models import LiquidationHour, LiquidationMinute
@@ -89,6 +89,36 @@ def test_stats_windows_sum_count_and_find_the_largest(mode):
 @pytest.mark.parametrize("mode", ["raw", "rolled", "mixed"])
 def test_pg_stats_windows_sum_count_and_find_the_largest(mode):
     check_windows(mode)
+
+
+def check_many_scopes_at_once(mode: str) -> None:
+    _store_day(mode)
+    # A symbol with a row newer than the rollup's watermark, one without any row.
+    store(liq(symbol="SOLUSDT", side="BUY", T=NOW_MS - 1000, z="4", ap="10"))
+    scopes = [None, "BTCUSDT", "ETHUSDT", "SOLUSDT", "NONEUSDT"]
+    together = liquidation_stats_many(scopes=scopes, now=NOW)
+    assert list(together) == scopes
+    for scope in scopes:
+        assert together[scope] == liquidation_stats(symbol=scope, now=NOW), (mode, scope)
+    assert together["SOLUSDT"][0].count == 1 and together["SOLUSDT"][0].short_usd == 40
+    assert together["NONEUSDT"][-1].count == 0 and together["NONEUSDT"][-1].largest is None
+    # Without the all-market scope, only the named symbols are read.
+    assert liquidation_stats_many(scopes=["BTCUSDT"], now=NOW) == {
+        "BTCUSDT": together["BTCUSDT"]
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", ["raw", "rolled", "mixed"])
+def test_stats_of_many_scopes_at_once_equal_each_alone(mode):
+    check_many_scopes_at_once(mode)
+
+
+@pytest.mark.production
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", ["raw", "rolled", "mixed"])
+def test_pg_stats_of_many_scopes_at_once_equal_each_alone(mode):
+    check_many_scopes_at_once(mode)
 
 
 @pytest.mark.django_db
