@@ -103,9 +103,7 @@ def check_many_scopes_at_once(mode: str) -> None:
     assert together["SOLUSDT"][0].count == 1 and together["SOLUSDT"][0].short_usd == 40
     assert together["NONEUSDT"][-1].count == 0 and together["NONEUSDT"][-1].largest is None
     # Without the all-market scope, only the named symbols are read.
-    assert liquidation_stats_many(scopes=["BTCUSDT"], now=NOW) == {
-        "BTCUSDT": together["BTCUSDT"]
-    }
+    assert liquidation_stats_many(scopes=["BTCUSDT"], now=NOW) == {"BTCUSDT": together["BTCUSDT"]}
 
 
 @pytest.mark.django_db
