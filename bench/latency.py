@@ -165,13 +165,16 @@ async def open_viewers(url: str, origin: str, count: int, collector: Collector) 
     return viewers
 
 
-async def run_cell(loadgen, factory, collector, *, rate, duration, viewers, drain) -> dict:
+async def run_cell(
+    loadgen, factory, collector, *, rate, duration, viewers, drain, app=None
+) -> dict:
     count = max(1, int(rate * duration))
     frames = factory.frames(count)
     for t, _ in frames:
         collector.iso_to_t[iso_ms(t).encode()] = t
     collector.reset({t for t, _ in frames})
     loadgen.sent_at = collector.sent_at
+    cpu = procs.CpuMeter(app or {})
     sent_for = await loadgen.paced(frames, rate=rate)
     expected = count * viewers
     deadline = time.perf_counter() + drain
@@ -183,6 +186,7 @@ async def run_cell(loadgen, factory, collector, *, rate, duration, viewers, drai
         if time.perf_counter() - collector.last_receive > 3.0:
             break
         await asyncio.sleep(0.05)
+    cpu_used = cpu.result()
     app = procs.stats([s * 1000 for s in collector.viewer_samples()])
     base = procs.stats([s * 1000 for s in collector.baseline_samples])
     # Let a backlog clear before the next cell, so cells don't leak into each other.
@@ -205,6 +209,7 @@ async def run_cell(loadgen, factory, collector, *, rate, duration, viewers, drai
         "distinct_frames": sum(len(c) for c in collector.frames.values()),
         "app_ms": app,
         "baseline_ms": base,
+        "cpu": cpu_used,
         "added_p50_ms": (app["median"] - base["median"]) if app["n"] and base["n"] else None,
         "added_p99_ms": (app["p99"] - base["p99"]) if app["n"] and base["n"] else None,
     }
@@ -291,6 +296,7 @@ async def main(args) -> dict:
                     duration=duration,
                     viewers=count,
                     drain=args.drain,
+                    app=ps.pids(),
                 )
                 cell["duration_s"] = duration
                 cells.append(cell)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -133,6 +134,10 @@ class Processes:
         if proc in self.procs:
             self.procs.remove(proc)
 
+    def pids(self) -> dict[str, int]:
+        """Name → pid of every process running."""
+        return {proc._bench_name: proc.pid for proc in self.procs}  # type: ignore[attr-defined]
+
     def log_tail(self, proc: subprocess.Popen, lines: int = 30) -> str:
         path = self.logdir / f"{proc._bench_name}.log"  # type: ignore[attr-defined]
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -159,6 +164,68 @@ def rss_bytes(pid: int) -> int:
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (serve_web's daphne processes)."""
+    pids = [pid]
+    for child in children(pid):
+        pids += process_tree(child)
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time one process has used, from /proc (0 once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / CLOCK_TICKS, sum(ticks) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU used during a measurement, in cores: each app process, this process, all.
+
+    The bench shares the machine with the app it measures (the exchange and every viewer
+    socket run in the driver), so a figure only means something next to how busy the
+    machine was while it was taken.
+    """
+
+    def __init__(self, app: dict[str, int]) -> None:
+        """app: name → pid of each process started (its children count with it)."""
+        self.app = {name: process_tree(pid) for name, pid in app.items()}
+        self._start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        busy, total = machine_cpu()
+        read = {name: sum(map(cpu_seconds, pids)) for name, pids in self.app.items()}
+        read.update(
+            wall=time.monotonic(), bench=usage.ru_utime + usage.ru_stime, busy=busy, total=total
+        )
+        return read
+
+    def result(self) -> dict:
+        """Cores used since the meter started (machine_busy: a fraction of all cores)."""
+        end = self._read()
+        used = {key: end[key] - self._start[key] for key in end}
+        wall = used["wall"]
+        return {
+            "app_cores": round(sum(used[name] for name in self.app) / wall, 2),
+            "by_process": {name: round(used[name] / wall, 2) for name in self.app},
+            "bench_cores": round(used["bench"] / wall, 2),
+            "machine_busy": round(used["busy"] / used["total"], 3) if used["total"] else None,
+        }
 
 
 def stats(samples: list[float]) -> dict:

@@ -149,6 +149,17 @@ def _ratio(a, b) -> str:
     return "—" if not a or not b else f"{a / b:,.1f}×"
 
 
+def _cpu(cell: dict) -> str:
+    """How busy the machine was during a latency cell: app and bench cores, all cores."""
+    cpu = cell.get("cpu")
+    if not cpu:
+        return ""
+    return (
+        f", CPU app {cpu['app_cores']:.2f} + bench {cpu['bench_cores']:.2f} cores, "
+        f"machine {cpu['machine_busy']:.0%} busy"
+    )
+
+
 def _mark(ok: bool | None) -> str:
     return "" if ok is None else ("met" if ok else "NOT met")
 
@@ -197,7 +208,7 @@ def table(results: dict) -> str:
                 (
                     f"Latency ms, {label} ({r['layer']}), {cell['rate']:,.0f} ev/s × "
                     f"{cell['viewers']} viewers, rows {cell['delivered']:.1%} "
-                    f"(+ cap {shown - cell['delivered']:.1%})",
+                    f"(+ cap {shown - cell['delivered']:.1%}){_cpu(cell)}",
                     f"{_ms(app['median'])} / {_ms(app['p99'])}",
                     f"{_ms(base['median'])} / {_ms(base['p99'])}",
                     _ratio(app["median"], base["median"]),
@@ -213,7 +224,7 @@ def table(results: dict) -> str:
                 (
                     f"Latency ms, production (core layer), {cell['rate']:,.0f} ev/s × "
                     f"{cell['viewers']} viewers, rows {cell['delivered']:.1%} "
-                    f"(+ cap {shown - cell['delivered']:.1%})",
+                    f"(+ cap {shown - cell['delivered']:.1%}){_cpu(cell)}",
                     f"{_ms(app['median'])} / {_ms(app['p99'])}",
                     f"{_ms(base['median'])} / {_ms(base['p99'])}",
                     _ratio(app["median"], base["median"]),
