@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 
 from channels.layers import InMemoryChannelLayer as StockInMemoryChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer as StockRedisPubSubChannelLayer
@@ -101,3 +101,25 @@ class RedisPubSubChannelLayer(StockRedisPubSubChannelLayer):
 
     async def receive(self, channel: str) -> dict:
         return await self._get_layer().receive(self._named(channel))
+
+    async def group_send_many(self, messages: dict[str, dict]) -> None:
+        """Publish one message to each group in a single round trip per Redis shard.
+
+        A worker batch goes to the all-market group and to every symbol in it: up to
+        ~440 groups on a crash day. One awaited PUBLISH each was ~80 ms for a
+        3,000-row batch (make bench); a pipeline sends them together. Same names, same
+        encoding and the same shard lock as the stock group_send, whose per-shard
+        connection this uses.
+        """
+        layer = self._get_layer()
+        by_shard = defaultdict(list)
+        for group, message in messages.items():
+            channel = layer._get_group_channel_name(group)
+            by_shard[layer._get_shard(channel)].append((channel, self.serialize(message)))
+        for shard, published in by_shard.items():
+            async with shard._lock:
+                shard._ensure_redis()
+                async with shard._redis.pipeline(transaction=False) as pipe:
+                    for channel, data in published:
+                        pipe.publish(channel, data)
+                    await pipe.execute()

@@ -349,7 +349,11 @@ def _row_renderer():
 
 
 async def liquidation_broadcast(*, channel_layer, messages: dict[str, dict]) -> None:
-    """Send one message per group for this batch."""
+    """Send one message per group for this batch (in one go where the layer can)."""
+    send_many = getattr(channel_layer, "group_send_many", None)
+    if send_many is not None and len(messages) > 1:
+        await send_many(messages)
+        return
     for group, message in messages.items():
         await channel_layer.group_send(group, message)
 

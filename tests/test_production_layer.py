@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -43,4 +45,25 @@ async def test_batch_is_stored_once_and_broadcast_over_redis():
     assert received["type"] == "liquidations.batch"
     assert [row["id"] for row in received["rows"]] == [liq.pk for liq in stored]
     await layer.group_discard("liquidations.BTCUSDT", member)
+    await layer.flush()
+
+
+async def test_a_batch_for_many_groups_goes_out_in_one_pipeline_each_to_its_group():
+    layer = get_channel_layer()
+    if not hasattr(layer, "group_send_many"):
+        pytest.skip("the core Redis layer sends group by group")
+    groups = [f"liquidations.S{i}USDT" for i in range(200)]
+    members = {group: await layer.new_channel() for group in groups}
+    for group, member in members.items():
+        await layer.group_add(group, member)
+    messages = {group: {"type": "liquidations.batch", "rows": [{"g": group}]} for group in groups}
+    await liquidation_broadcast(channel_layer=layer, messages=messages)
+    for group, member in members.items():
+        assert await layer.receive(member) == messages[group]
+    # Nothing extra: each member got its own group's message only.
+    for member in list(members.values())[:5]:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(member), 0.05)
+    for group, member in members.items():
+        await layer.group_discard(group, member)
     await layer.flush()
