@@ -341,9 +341,9 @@ class Ingest:
     async def _write_loop(self) -> None:
         # Adaptive batching: an idle writer stores the first event at once; while a
         # write is in flight, newer frames pile up in the backlog and go in the next batch.
-        # Under load batches can also be held LIQUIDATION_BATCH_INTERVAL apart (the first
-        # event after a quiet spell still goes at once); by default 0, as the web
-        # processes' fan-out hubs coalesce batches into frames themselves (make bench).
+        # Under load batches are also held LIQUIDATION_BATCH_INTERVAL apart (the first
+        # event after a quiet spell still goes at once): each batch costs a transaction,
+        # a publish and a fan-out round in every web process, whatever its size.
         interval = settings.LIQUIDATION_BATCH_INTERVAL
         loop = asyncio.get_running_loop()
         last_batch_at = -interval
