@@ -194,13 +194,12 @@ def table(results: dict) -> str:
             target = ""
             shown = cell.get("delivered_or_superseded", cell["delivered"])
             if mode_key == "production" and cell["rate"] == 440 and cell["viewers"] == 1000:
-                ok = (
-                    cell["added_p50_ms"] is not None
-                    and cell["added_p50_ms"] <= 10
-                    and cell["added_p99_ms"] <= 100
-                    and shown >= 1.0
+                p50, p99 = cell["added_p50_ms"], cell["added_p99_ms"]
+                target = (
+                    f"+p50 {_ms(p50)} ≤ 10 {_mark(p50 is not None and p50 <= 10)}, "
+                    f"+p99 {_ms(p99)} ≤ 100 {_mark(p99 is not None and p99 <= 100)}, "
+                    f"all rows {_mark(shown >= 1.0)}"
                 )
-                target = f"+p50 ≤ 10, +p99 ≤ 100, all {_mark(ok)}"
             if mode_key == "embedded" and cell["rate"] == 440 and cell["viewers"] == 200:
                 ok = app["p99"] is not None and app["p99"] <= 250
                 target = f"p99 ≤ 250 {_mark(ok)}"
@@ -290,7 +289,11 @@ def main() -> None:
     parser.add_argument("--ingest-reps", type=int, default=5)
     parser.add_argument("--page-rows", type=int, default=5_000_000)
     parser.add_argument("--memory-events", type=int, default=1_000_000)
+    parser.add_argument("--table", metavar="JSON", help="print the table of an earlier run")
     opts = parser.parse_args()
+    if opts.table:
+        print(table(orjson.loads(Path(opts.table).read_bytes())))
+        return
     started = time.perf_counter()
     results: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
