@@ -343,7 +343,9 @@ def _stats_totals(scope: str | None, rolled: dict[str, dict], raw: dict[str, dic
         for kind in ("long", "short", "count"):
             key = f"{kind}_{label}"
             totals[key] = sum(part[key] or 0 for part in parts if part)
-        values = [part[f"max_{label}"] for part in parts if part and part[f"max_{label}"]]
+        values = [
+            part[f"max_{label}"] for part in parts if part and part[f"max_{label}"] is not None
+        ]
         totals[f"max_{label}"] = max(values) if values else None
     return totals
 
