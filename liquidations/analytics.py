@@ -370,7 +370,6 @@ def _largest_rows(
     largest: dict[tuple[str | None, str], Largest] = {}
     for scope, total in totals.items():
         mine = [row for row in candidates if scope is None or row[0] == scope]
-        scoped = base if scope is None else base.filter(symbol=scope)
         for label, seconds in STATS_WINDOWS:
             if total[f"max_{label}"] is None:
                 continue
@@ -378,6 +377,7 @@ def _largest_rows(
             in_window = [row for row in mine if row[2] >= since]
             if not in_window:
                 # The equality lookup missed (SQLite compares decimals as floats): ask.
+                scoped = base if scope is None else base.filter(symbol=scope)
                 in_window = list(
                     scoped.filter(trade_time__gte=since)
                     .order_by("-notional_usd", "-trade_time")
