@@ -36,6 +36,7 @@ from .filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side
 from .live_stats import stats_group
 from .selectors import liquidation_feed, liquidation_rows, worker_status
 from .services import GROUP_ALL, WORKER_STATUS_GROUP, symbol_group
+from .wire import DirectSocket, direct_socket, text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
     symbol: str | None = None
     feed_filter = FeedFilter()
     hub: FanoutHub | None = None
+    # The socket under daphne, for the hub's frames (wire.py); None: the ASGI send.
+    direct: DirectSocket | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         """Serve the socket; unlike the base class, open no channel-layer channel.
@@ -151,6 +154,7 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         self.hub = fanout_hub(self.channel_layer)
         await self.hub.join(self, (feed_group, WORKER_STATUS_GROUP, stats_group(symbol or None)))
         await self.accept()
+        self.direct = direct_socket(self.base_send)
         held, self.held = self.held, None
         for frame in held:
             await self.send_frame(frame)
@@ -195,12 +199,17 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
                 frame = ROWS_OPEN + rows_html + ROWS_CLOSE + status_html
             await self.send_frame(frame)
 
-    async def send_frame(self, frame: str) -> None:
-        """Send one text frame (the hub calls this for every viewer, so it stays lean)."""
+    async def send_frame(self, frame: str, wire: bytes | None = None) -> None:
+        """Send one text frame; wire is text_frame(frame) when the caller has it.
+
+        The hub calls this for every viewer with the frame encoded once, so it stays lean.
+        """
         if self.held is not None:
             self.held.append(frame)
             return
         self.last_sent = time.monotonic()
+        if self.direct is not None and self.direct.write(wire or text_frame(frame)):
+            return
         await self.base_send({"type": "websocket.send", "text": frame})
 
     async def _heartbeat_loop(self) -> None:

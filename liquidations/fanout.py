@@ -10,10 +10,12 @@ each distinct frame once per distinct filter and hands it to every viewer with t
 filter, one after the other, with no task switch per viewer. While a cycle runs, new
 messages pile up for the next: batching adapts to the load, nothing waits on a timer.
 
-Sends are awaited inline. Under daphne a send writes into Twisted's buffer for that
-socket and returns without suspending, so a slow or dead viewer costs its own memory,
-never the others' time (autobahn's ping timeout closes a peer that stops reading). A send
-that raises drops that viewer from the hub, not the hub.
+Each distinct frame is also encoded once per round as WebSocket bytes; under daphne a
+viewer's copy is then one send() on its socket (wire.py), else the ASGI send. Sends are
+awaited inline and never suspend under daphne: what a socket cannot take at once waits
+in Twisted's buffer for that socket, so a slow or dead viewer costs its own memory, never
+the others' time (autobahn's ping timeout closes a peer that stops reading). A send that
+raises drops that viewer from the hub, not the hub.
 
 Groups carry three message types: "liquidations.batch" (rows, filtered per viewer),
 "worker.status" (forwarded when its state or last event changed for that viewer) and
@@ -33,6 +35,7 @@ from .filters import FeedFilter
 from .live_stats import STATS_MESSAGE_TYPE
 from .services import BATCH_MESSAGE_TYPE
 from .services import WORKER_STATUS_MESSAGE_TYPE as STATUS_MESSAGE_TYPE
+from .wire import text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +43,8 @@ logger = logging.getLogger(__name__)
 MAX_ROWS = 50
 ROWS_OPEN = '<tbody id="liquidation-rows" hx-swap-oob="afterbegin">'
 ROWS_CLOSE = "</tbody>"
-# Sends between two yields to the event loop: Twisted writes to the sockets only when
-# the loop runs, so a long cycle would otherwise hold every frame until its end.
+# Sends between two yields to the event loop, so a long cycle lets the channel layer's
+# readers (and, through the ASGI send, Twisted's writes) run between its viewers.
 YIELD_EVERY = 50
 # Layers forget group members after a while (the in-memory and core layers: a day;
 # the in-memory layer also drops a member whose message expired): re-join well before.
@@ -59,7 +62,7 @@ class Viewer(Protocol):
     # The (state, last_event_ms) of the worker status last sent to this viewer.
     status_forwarded: StatusKey | None
 
-    async def send_frame(self, frame: str) -> None: ...
+    async def send_frame(self, frame: str, wire: bytes | None = None) -> None: ...
 
 
 def rows_frame(rows: Sequence[dict], feed_filter: FeedFilter) -> str | None:
@@ -120,6 +123,15 @@ class _Cycle:
         self.built = 0
         self._rows: dict[tuple, str | None] = {}
         self._joined: dict[tuple[int, ...], str] = {}
+        self._wire: dict[int, bytes] = {}
+
+    def wire(self, frame: str) -> bytes:
+        """Return the frame as WebSocket bytes, encoded once per round for all viewers."""
+        # Every frame of the round stays referenced by this cycle, so its id is stable.
+        wire = self._wire.get(id(frame))
+        if wire is None:
+            wire = self._wire[id(frame)] = text_frame(frame)
+        return wire
 
     def frame_for(self, viewer: Viewer, groups: Sequence[_Group]) -> str | None:
         rows = status = stats = None
@@ -330,7 +342,7 @@ class FanoutHub:
         for viewer in viewers:
             frame = cycle.frame_for(viewer, self._viewers.get(viewer, ()))
             if frame is not None:
-                await self._deliver(viewer, frame)
+                await self._deliver(viewer, frame, cycle.wire(frame))
         self.counters.frames_built += cycle.built
 
     def _merge(self, parts: _Merged, group: _Group, message: dict) -> None:
@@ -347,11 +359,11 @@ class FanoutHub:
                 "Fan-out dropped %r messages from group %s: no handler", kind, group.name
             )
 
-    async def _deliver(self, viewer: Viewer, frame: str) -> None:
+    async def _deliver(self, viewer: Viewer, frame: str, wire: bytes) -> None:
         if viewer not in self._viewers:
             return  # left during this cycle
         try:
-            await viewer.send_frame(frame)
+            await viewer.send_frame(frame, wire)
             self.counters.frames_sent += 1
         except Exception:
             logger.exception("Sending a frame to a viewer failed; the viewer leaves the fan-out")

@@ -21,6 +21,7 @@ from liquidations import fanout
 from liquidations.fanout import MAX_ROWS, ROWS_CLOSE, ROWS_OPEN, fanout_hub
 from liquidations.filters import FeedFilter
 from liquidations.layers import InMemoryChannelLayer
+from liquidations.wire import text_frame
 from tests.conftest import skip_or_fail
 
 FEED = "liquidations.all"
@@ -39,7 +40,9 @@ class Recorder:
         self.on_send = None
         self._arrived = asyncio.Condition()
 
-    async def send_frame(self, frame: str) -> None:
+    async def send_frame(self, frame: str, wire: bytes | None = None) -> None:
+        # The hub encodes each frame once per round for the socket (wire.py).
+        assert wire == text_frame(frame), "the hub's wire bytes are not this frame"
         if self.fail_with is not None:
             raise self.fail_with
         if self.on_send is not None:
@@ -314,9 +317,51 @@ def _stalled_viewer(port: int) -> socket.socket:
     return sock
 
 
+def _read_rows(sock: socket.socket, *, count: int) -> list[int]:
+    """Read server frames off a raw socket (RFC 6455) until count rows came; their ids.
+
+    Each frame must be one whole text frame; its rows come newest first, so the ids
+    are returned in the order the rows were stored when nothing is lost or reordered.
+    """
+    # The tiny window that stalled the socket would now make TCP trickle the backlog.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    buffer = b""
+    ids: list[int] = []
+    while len(ids) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the socket closed after {len(ids)} rows"
+        buffer += chunk
+        while len(buffer) >= 2:
+            first, second = buffer[0], buffer[1]
+            assert not second & 0x80, "server frames are never masked"
+            size, head = second & 0x7F, 2
+            if size == 126:
+                size, head = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                size, head = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < head + size:
+                break
+            payload, buffer = buffer[head : head + size], buffer[head + size :]
+            if first & 0x0F == 0x9:
+                continue  # a ping: this reader is late, not dead
+            assert first == 0x81, f"expected one whole text frame, got {first:#x}"
+            ids += _row_ids(payload.decode())
+    return ids
+
+
+def _row_ids(frame: str) -> list[int]:
+    """The row ids of a rows frame, oldest first (the frame lists them newest first)."""
+    return [int(row_id) for row_id in reversed(re.findall(r'<tr id="liq-(\d+)"', frame))]
+
+
 @pytest.mark.timeout(120)
 async def test_a_viewer_that_stops_reading_does_not_hold_up_the_others(live_app):
-    """Real daphne: one socket never reads; another still gets every row, promptly."""
+    """Real daphne: one socket stops reading; another still gets every row, promptly.
+
+    The stalled socket's backlog waits in daphne for it. Once it reads again, while
+    rows keep coming, it gets every row once, in order, in whole frames: a frame written
+    straight to the socket must never overtake bytes daphne still holds for it.
+    """
     from websockets.asyncio.client import connect
 
     from tests.factories import force_order
@@ -325,18 +370,29 @@ async def test_a_viewer_that_stops_reading_does_not_hold_up_the_others(live_app)
     await exchange.wait_for_clients(1, timeout=30)
     stalled = await asyncio.to_thread(_stalled_viewer, live_app.port)
     origin = f"http://127.0.0.1:{live_app.port}"
+    seen: list[int] = []
+
+    async def send_rows(ws, chunks: int) -> None:
+        # 20 rows of ~650 bytes per chunk, each seen before the next (a frame carries
+        # 50 rows at most): 400 rows are far more than the stalled socket's buffers hold.
+        for _ in range(chunks):
+            target = len(seen) + 20
+            for _ in range(20):
+                await exchange.broadcast(force_order())
+            while len(seen) < target:
+                seen.extend(_row_ids(await ws.recv()))
+
     try:
         async with connect(f"ws://127.0.0.1:{live_app.port}/ws/liquidations/", origin=origin) as ws:
-            # 400 rows of ~650 bytes: far more than the stalled socket's buffers hold. In
-            # chunks of 20, each seen before the next (a frame carries 50 rows at most).
-            seen: set[str] = set()
             async with asyncio.timeout(60):
-                for chunk in range(1, 21):
-                    for _ in range(20):
-                        await exchange.broadcast(force_order())
-                    while len(seen) < 20 * chunk:
-                        seen.update(re.findall(r'<tr id="liq-(\d+)"', await ws.recv()))
-            assert len(seen) == 400
+                await send_rows(ws, 20)
+                late = asyncio.create_task(asyncio.to_thread(_read_rows, stalled, count=800))
+                await send_rows(ws, 20)
+                late_ids = await late
+        assert len(seen) == len(set(seen)) == 800
+        assert seen == sorted(seen)
+        assert late_ids == seen
+        assert "Live-feed frames go straight to daphne's sockets" in live_app.log()
     finally:
         stalled.close()
 
