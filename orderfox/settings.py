@@ -237,10 +237,11 @@ BINANCE_RECONNECT_MAX_SECONDS = 30.0
 BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600
 # Shortest time between two stored-and-broadcast batches while events keep coming (the
 # first event after a pause is not held). 0: adaptive only (a batch is what arrived during
-# the previous write). 25 ms was chosen with `make bench`: at 440 events/s it cuts the
-# app's CPU 2.5-4x and the 1,000-viewer p99 from ~200 to ~85 ms, for ~14 ms of median
-# latency at low viewer counts; see the README (Production).
-LIQUIDATION_BATCH_INTERVAL = float(env_str("LIQUIDATION_BATCH_INTERVAL", "0.025"))
+# the previous write). 20 ms was chosen with `make bench`: at 440 events/s and 1,000
+# viewers it had the lowest median of 15/20/25 ms with a third of the machine to spare,
+# where no interval saturates it; it costs ~10 ms of median latency at low viewer counts.
+# See the README (Production).
+LIQUIDATION_BATCH_INTERVAL = float(env_str("LIQUIDATION_BATCH_INTERVAL", "0.02"))
 # A connection that stayed up this long resets the backoff.
 BINANCE_STABLE_CONNECTION_SECONDS = 60.0
 # Upstream keepalive: every frame proves the connection alive; after this long without
