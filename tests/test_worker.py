@@ -773,3 +773,31 @@ async def test_backlog_is_full_at_its_bound_and_drained_at_half():
     backlog.close()
     assert await backlog.take(10) == [b"x" * 30]  # closed: what is left, then nothing
     assert await backlog.take(10) == []
+
+
+async def test_stopping_names_a_task_that_ignores_its_cancellation_and_does_not_hang(caplog):
+    from liquidations.worker import _wait_ended
+
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    async def polite() -> None:
+        await asyncio.sleep(3600)
+
+    tasks = [
+        asyncio.create_task(stubborn(), name="stubborn"),
+        asyncio.create_task(polite(), name="polite"),
+    ]
+    await asyncio.sleep(0)
+    for task in tasks:
+        task.cancel()
+    with caplog.at_level(logging.ERROR, logger="liquidations.worker"):
+        await asyncio.wait_for(_wait_ended(tasks, timeout=0.2), timeout=5)
+    assert "Task stubborn is still running 0.2 s after it was stopped" in caplog.text
+    assert "polite" not in caplog.text and tasks[1].cancelled()
+    release.set()
+    await tasks[0]
