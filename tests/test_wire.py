@@ -153,3 +153,14 @@ def test_anything_but_an_open_plain_socket_is_left_to_the_asgi_send(change):
             pair.peer.recv(10)
     finally:
         pair.close()
+
+
+def test_a_peer_that_went_away_is_left_to_the_asgi_send():
+    pair = _Pair()
+    try:
+        pair.peer.close()  # a crashed browser: the next send fails (EPIPE)
+        # False: daphne's own send path then finds the error and closes the connection.
+        assert pair.direct.write(text_frame("row")) is False
+        assert not pair.pending()
+    finally:
+        pair.transport.socket.close()
