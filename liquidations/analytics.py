@@ -371,12 +371,14 @@ def _largest_rows(
     for scope, total in totals.items():
         mine = [row for row in candidates if scope is None or row[0] == scope]
         for label, seconds in STATS_WINDOWS:
-            if total[f"max_{label}"] is None:
+            maximum = total[f"max_{label}"]
+            if maximum is None:
                 continue
             since = now - timedelta(seconds=seconds)
-            in_window = [row for row in mine if row[2] >= since]
+            in_window = [row for row in mine if row[2] >= since and row[1] == maximum]
             if not in_window:
-                # The equality lookup missed (SQLite compares decimals as floats): ask.
+                # Not among the newest candidates (a crash day holds thousands of maxima),
+                # or the equality lookup missed (SQLite compares decimals as floats): ask.
                 scoped = base if scope is None else base.filter(symbol=scope)
                 in_window = list(
                     scoped.filter(trade_time__gte=since)

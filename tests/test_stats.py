@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from liquidations import analytics
 from liquidations.analytics import liquidation_stats, liquidation_stats_many
 from liquidations.binance import ms_to_datetime
 from liquidations.live_stats import STATS_MESSAGE_TYPE, StatsPublisher, stats_html
@@ -157,6 +158,32 @@ def test_stats_of_an_empty_record_are_zero():
         (Decimal("0.00"), Decimal("0.00"), 0, None)
     ] * 4
     assert "—" in stats_html(now=NOW)
+
+
+def check_largest_when_candidates_overflow(monkeypatch) -> None:
+    # On a crash day thousands of rows hold some window's maximum; the newest few are read
+    # first. A window whose maximum is older than those must still find its own row.
+    monkeypatch.setattr(analytics, "LARGEST_CANDIDATES", 2)
+    store(
+        liq(symbol="BTCUSDT", T=NOW_MS - 20 * HOUR, z="9", ap="1000"),  # 24h max, 9,000
+        liq(symbol="BTCUSDT", T=NOW_MS - HOUR // 2, z="1", ap="1000"),
+        liq(symbol="ETHUSDT", T=NOW_MS - HOUR // 12, z="1", ap="1000"),
+    )
+    for scope in (None, "BTCUSDT"):
+        stats = {w.label: w for w in liquidation_stats(symbol=scope, now=NOW)}
+        assert (stats["24h"].largest.symbol, stats["24h"].largest.usd) == ("BTCUSDT", 9000)
+        assert stats["1h"].largest.usd == 1000
+
+
+@pytest.mark.django_db
+def test_largest_is_the_window_maximum_when_candidates_overflow(monkeypatch):
+    check_largest_when_candidates_overflow(monkeypatch)
+
+
+@pytest.mark.production
+@pytest.mark.django_db
+def test_pg_largest_is_the_window_maximum_when_candidates_overflow(monkeypatch):
+    check_largest_when_candidates_overflow(monkeypatch)
 
 
 @pytest.mark.django_db
