@@ -93,7 +93,7 @@ class SymbolFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        if not SYMBOL_RE.match(value):
+        if not SYMBOL_RE.fullmatch(value):
             return queryset.none()
         return queryset.filter(symbol=value)
 
@@ -153,7 +153,7 @@ class LiquidationAdmin(ReadOnlyAdmin):
         term = search_term.strip().upper()
         if not term:
             return queryset, False
-        if not SYMBOL_RE.match(term):
+        if not SYMBOL_RE.fullmatch(term):
             return queryset.none(), False
         symbols = set(
             Symbol.objects.filter(symbol__startswith=term).values_list("symbol", flat=True)

@@ -123,7 +123,7 @@ class VolumeBucket:
 def symbol_normalize(value: str) -> str | None:
     """Return the symbol in upper case, or None if it cannot be a symbol."""
     symbol = value.strip().upper()
-    return symbol if SYMBOL_RE.match(symbol) else None
+    return symbol if SYMBOL_RE.fullmatch(symbol) else None
 
 
 def symbol_known(*, symbol: str) -> bool:

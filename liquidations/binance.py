@@ -27,7 +27,8 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 logger = logging.getLogger(__name__)
 
 ALL_MARKET_STREAM = "!forceOrder@arr"
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,30}$")
+# Matched whole (fullmatch): "$" would also let a trailing newline through.
+SYMBOL_RE = re.compile(r"[A-Z0-9]{1,30}")
 SIDES = frozenset({"BUY", "SELL"})
 # Largest number the database columns hold (30 digits, 12 decimals).
 MAX_NUMBER = Decimal(10) ** 17
@@ -416,7 +417,7 @@ def parse_payload(payload: object) -> LiquidationEvent:
     if not isinstance(order, dict):
         raise MalformedFrame("missing order object 'o'")
     symbol = _text(order, "s")
-    if not SYMBOL_RE.match(symbol):
+    if not SYMBOL_RE.fullmatch(symbol):
         raise MalformedFrame(f"invalid symbol {symbol[:40]!r}")
     side = _text(order, "S")
     if side not in SIDES:
@@ -550,7 +551,7 @@ def _symbol_spec(entry: object) -> SymbolSpec:
     if not isinstance(entry, dict):
         raise MalformedFrame(f"not an object: {type(entry).__name__}")
     symbol = _text(entry, "symbol")
-    if not SYMBOL_RE.match(symbol):
+    if not SYMBOL_RE.fullmatch(symbol):
         raise MalformedFrame(f"invalid symbol {symbol[:40]!r}")
     filters = entry.get("filters")
     by_type = (

@@ -141,7 +141,7 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         # Frames from the hub wait here until the socket is accepted.
         self.held: list[str] | None = []
         symbol = str(self.scope["url_route"]["kwargs"].get("symbol", ""))
-        if symbol and not SYMBOL_RE.match(symbol):
+        if symbol and not SYMBOL_RE.fullmatch(symbol):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.symbol = symbol or None

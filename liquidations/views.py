@@ -100,12 +100,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 def symbol_dashboard(request: HttpRequest, symbol: str) -> HttpResponse:
     upper = symbol.upper()
-    if upper != symbol and SYMBOL_RE.match(upper):
+    if upper != symbol and SYMBOL_RE.fullmatch(upper):
         url = reverse("liquidations:symbol", args=[upper])
         if request.META.get("QUERY_STRING"):
             url += "?" + request.META["QUERY_STRING"]
         return redirect(url, permanent=False)
-    if not SYMBOL_RE.match(symbol):
+    if not SYMBOL_RE.fullmatch(symbol):
         return _symbol_not_found(request, symbol=symbol, reason="is not a valid symbol")
     if not symbol_exists(symbol=symbol):
         return _symbol_not_found(request, symbol=symbol, reason="is not a known symbol")

@@ -242,10 +242,9 @@ async def test_feed_sockets_carry_no_session_or_user(monkeypatch):
     assert "session" not in scopes[0] and "user" not in scopes[0]
 
 
-async def test_invalid_symbol_path_is_refused():
-    communicator = WebsocketCommunicator(
-        application, "/ws/liquidations/btc-usdt/", headers=[ORIGIN]
-    )
+@pytest.mark.parametrize("path", ["/ws/liquidations/btc-usdt/", "/ws/liquidations/BTCUSDT%0A/"])
+async def test_invalid_symbol_path_is_refused(path):
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
     connected, code = await communicator.connect()
     assert not connected
     assert code == consumers.CLOSE_NOT_FOUND

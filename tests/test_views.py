@@ -97,7 +97,11 @@ def test_listed_symbol_without_liquidations_has_a_page(client):
 
 @pytest.mark.parametrize(
     ("path", "reason"),
-    [("/NOPEUSDT/", "is not a known symbol"), ("/BTC-USDT/", "is not a valid symbol")],
+    [
+        ("/NOPEUSDT/", "is not a known symbol"),
+        ("/BTC-USDT/", "is not a valid symbol"),
+        ("/BTCUSDT%0A/", "is not a valid symbol"),
+    ],
 )
 def test_unknown_or_invalid_symbol_is_a_404_that_links_back(client, path, reason):
     store(force_order(symbol="BTCUSDT"))
