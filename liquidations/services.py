@@ -87,9 +87,13 @@ def liquidation_store_new(
         return []
     received_at = received_at or timezone.now()
     unique = _unique_events(events)
-    insert = _insert_postgresql if connection.vendor == "postgresql" else _insert_each
-    with transaction.atomic():
-        stored = insert(unique, received_at)
+    if connection.vendor == "postgresql":
+        # One statement, atomic on its own: in autocommit it is one round trip, where a
+        # transaction around it adds BEGIN and COMMIT (~0.3 ms a batch, make bench).
+        stored = _insert_postgresql(unique, received_at)
+    else:
+        with transaction.atomic():
+            stored = _insert_each(unique, received_at)
     stored.sort(key=lambda liq: (liq.trade_time, liq.pk))
     return stored
 
