@@ -117,6 +117,10 @@ class WorkerState(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # When the stream was first seen not streaming (None while streaming): for /health.
     disconnected_since = models.DateTimeField(null=True, blank=True)
+    # "start" or "stop" asked by `manage.py liquidations` in another process, for a worker
+    # its channel layer cannot reach (embedded mode); the worker takes it within a second.
+    requested = models.CharField(max_length=10, blank=True, default="")
+    requested_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"worker {self.state}"

@@ -303,6 +303,7 @@ def worker_state() -> dict | None:
             "malformed_dropped",
             "heartbeat_at",
             "disconnected_since",
+            "requested",
         )
         .first()
     )

@@ -36,6 +36,7 @@ GROUP_ALL = "liquidations.all"
 WORKER_STATUS_GROUP = "worker.status"
 WORKER_STATUS_MESSAGE_TYPE = "worker.status"
 BATCH_MESSAGE_TYPE = "liquidations.batch"
+WORKER_REQUESTS = ("start", "stop")
 UNIQUE_FIELDS = ("symbol", "side", "trade_time", "filled_quantity", "average_price")
 INSERT_FIELDS = (
     "symbol",
@@ -459,6 +460,48 @@ def worker_state_save(*, status) -> None:
         WorkerState.objects.get_or_create(
             id=1, defaults={**values, "disconnected_since": None if streaming else now}
         )
+
+
+def worker_request_save(*, action: str) -> datetime:
+    """Leave a start or stop request for the worker (see WorkerState.requested)."""
+    if action not in WORKER_REQUESTS:
+        raise ValueError(f"unknown worker request {action!r}")
+    now = timezone.now()
+    WorkerState.objects.get_or_create(id=1)
+    WorkerState.objects.filter(id=1).update(requested=action, requested_at=now)
+    return now
+
+
+def worker_request_withdraw(*, requested_at: datetime) -> bool:
+    """Withdraw the request made at requested_at if still pending; return whether it was."""
+    pending = WorkerState.objects.filter(id=1, requested_at=requested_at).exclude(requested="")
+    return bool(pending.update(requested="", requested_at=None))
+
+
+def worker_request_take(*, max_age: float) -> str | None:
+    """Take the pending request (clearing it); None if there is none or it is too old.
+
+    Cleared only if unchanged since it was read, so a request written meanwhile is
+    taken next time, not lost. One older than max_age (its sender gave up) is dropped.
+    """
+    pending = (
+        WorkerState.objects.filter(id=1)
+        .exclude(requested="")
+        .values_list("requested", "requested_at")
+        .first()
+    )
+    if pending is None:
+        return None
+    action, requested_at = pending
+    taken = WorkerState.objects.filter(id=1, requested=action, requested_at=requested_at).update(
+        requested="", requested_at=None
+    )
+    if not taken:
+        return None
+    if requested_at is None or (timezone.now() - requested_at).total_seconds() > max_age:
+        logger.warning("Dropped a stale worker request %r from %s", action, requested_at)
+        return None
+    return action
 
 
 def worker_state_last_seen() -> datetime | None:

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.worker import Worker
@@ -54,6 +55,10 @@ PARSE_SLICE = 500
 HEARTBEAT_SECONDS = 1.0
 # How long stop() waits for the ingest's ended or cancelled tasks to finish.
 STOP_TASKS_SECONDS = 10.0
+# Embedded mode: how often the worker looks for a start/stop request in the database, and
+# how old one may be (a sender that stops waiting withdraws it; this covers one that died).
+REQUEST_POLL_SECONDS = 1.0
+REQUEST_MAX_AGE_SECONDS = 30.0
 
 
 @dataclass
@@ -584,7 +589,11 @@ class LiquidationWorkerConsumer(AsyncConsumer):
         await self._reply(message)
 
     async def stream_stop(self, message: dict) -> None:
-        await self._ingest().stop()
+        ingest = self._ingest()
+        await ingest.stop()
+        # Reported even when it was stopped already: a request left in the database
+        # is done when the recorded state says so (a stopped ingest has no heartbeat).
+        await ingest._save_state()
         await self._reply(message)
 
     async def stream_status(self, message: dict) -> None:
@@ -611,7 +620,13 @@ class LiquidationWorkerConsumer(AsyncConsumer):
 
 
 class LiquidationWorker(Worker):
-    """A Channels worker that starts streaming at boot and shuts down cleanly."""
+    """A Channels worker that starts streaming at boot and shuts down cleanly.
+
+    In embedded mode it also takes start/stop requests left in the database by
+    `manage.py liquidations` from another process (the in-memory layer cannot carry them).
+    """
+
+    _requests: asyncio.Task | None = None
 
     async def listener(self, channel: str) -> None:
         """Hand channel messages to the consumer; ride out channel-layer outages."""
@@ -637,10 +652,34 @@ class LiquidationWorker(Worker):
             WORKER_CHANNEL, {"type": "channel", "channel": WORKER_CHANNEL}
         )
         await queue.put({"type": "stream.start"})
+        if settings.EMBEDDED_WORKER:
+            self._requests = asyncio.create_task(
+                self._database_requests(queue), name="worker-requests"
+            )
         await super().handle()
+
+    async def _database_requests(self, queue: asyncio.Queue) -> None:
+        """Hand start/stop requests from the database to the consumer, in turn with others."""
+        take = database_sync_to_async(services.worker_request_take)
+        failing = False
+        while True:
+            await asyncio.sleep(REQUEST_POLL_SECONDS)
+            try:
+                action = await take(max_age=REQUEST_MAX_AGE_SECONDS)
+            except Exception as exc:
+                if not failing:  # once per outage, not every second
+                    logger.warning("Reading worker requests failed (%s); retrying", exc)
+                failing = True
+                continue
+            failing = False
+            if action is not None:
+                logger.info("Worker request from the database: %s", action)
+                await queue.put({"type": f"stream.{action}"})
 
     async def shutdown(self, timeout: float = 30.0) -> None:
         """Ask the worker consumer to stop and flush, and wait for it."""
+        if self._requests is not None:
+            self._requests.cancel()
         details = self.application_instances.get(WORKER_CHANNEL)
         if details is None:
             return

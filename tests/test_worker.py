@@ -6,8 +6,12 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import re
+import signal
 import socket
+import sqlite3
+import sys
 from datetime import timedelta
 
 import orjson
@@ -28,6 +32,7 @@ from liquidations.binance import (
 from liquidations.management.commands.liquidations import _request
 from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
 from liquidations.worker import Backlog, Ingest, worker_create
+from tests.conftest import REPO
 from tests.factories import force_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -294,11 +299,10 @@ async def test_status_stop_and_start_commands(worker, fake_exchange):
 def test_status_without_a_worker_reports_the_last_heartbeat_or_fails_clearly(settings):
     with pytest.raises(CommandError, match="No reply from the worker"):
         call_command("liquidations", "status", "--timeout", "0.05", stdout=io.StringIO())
-    with pytest.raises(
-        CommandError, match="(?s)the stream was not stopped.*inside `manage.py serve`"
-    ):
+    with pytest.raises(CommandError, match="did not take the request.*`make run`"):
         call_command("liquidations", "stop", "--timeout", "0.05", stdout=io.StringIO())
-    WorkerState.objects.create(
+    assert WorkerState.objects.get().requested == ""
+    WorkerState.objects.filter(id=1).update(
         state="streaming", events_stored=42, malformed_dropped=1, heartbeat_at=timezone.now()
     )
     out, err = io.StringIO(), io.StringIO()
@@ -537,15 +541,7 @@ async def test_selected_symbols_use_one_combined_stream(worker, fake_exchange, u
     assert ingest.status.malformed_dropped == 0
 
 
-async def test_serve_embedded_stores_and_stops_cleanly_on_sigint(fake_exchange, tmp_path):
-    """`make run`'s process: daphne + the worker; Ctrl-C stores what arrived and exits 0."""
-    import os
-    import signal
-    import sqlite3
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
+def _embedded_env(fake_exchange, tmp_path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -557,19 +553,43 @@ async def test_serve_embedded_stores_and_stops_cleanly_on_sigint(fake_exchange, 
         BINANCE_REST_BASE_URL=fake_exchange.rest_base_url,
         LIQUIDATION_SYMBOLS="",
     )
-    migrate = await asyncio.create_subprocess_exec(
-        sys.executable, "manage.py", "migrate", "-v0", cwd=repo, env=env
-    )
-    assert await migrate.wait() == 0
+    return env
+
+
+async def _manage(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run manage.py in a process of its own; return its exit code and output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", *args, cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, output.decode()
+
+
+async def _serve_embedded(env: dict[str, str], log_path) -> asyncio.subprocess.Process:
+    """Start `make run`'s process (`manage.py serve`: daphne and the worker) on a free port."""
+    code, output = await _manage("migrate", "-v0", env=env)
+    assert code == 0, output
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
-        serve = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             sys.executable, "manage.py", "serve", "--port", str(port),
-            cwd=repo, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            cwd=REPO, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
+
+
+async def _ended(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+async def test_serve_embedded_stores_and_stops_cleanly_on_sigint(fake_exchange, tmp_path):
+    """`make run`'s process: daphne + the worker; Ctrl-C stores what arrived and exits 0."""
+    log_path = tmp_path / "serve.log"
+    serve = await _serve_embedded(_embedded_env(fake_exchange, tmp_path), log_path)
     try:
         await fake_exchange.wait_for_clients(1, timeout=60)
         sent = await fake_exchange.generate(rate=5000, count=5)
@@ -583,9 +603,7 @@ async def test_serve_embedded_stores_and_stops_cleanly_on_sigint(fake_exchange, 
         serve.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(serve.wait(), 60) == 0
     finally:
-        if serve.returncode is None:
-            serve.kill()
-            await serve.wait()
+        await _ended(serve)
     log = log_path.read_text()
     final = re.search(r"Ingest stopped: (\d+) received, (\d+) stored", log)
     assert final, log[-3000:]
@@ -595,6 +613,46 @@ async def test_serve_embedded_stores_and_stops_cleanly_on_sigint(fake_exchange, 
     with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
         assert db.execute("SELECT count(*) FROM liquidations_liquidation").fetchone() == (stored,)
         assert db.execute("SELECT state FROM liquidations_workerstate").fetchone() == ("stopped",)
+
+
+async def test_commands_from_another_process_stop_and_start_the_embedded_worker(
+    fake_exchange, tmp_path
+):
+    """Without Redis, `liquidations stop|start` reach `serve`'s worker through the database."""
+    env = _embedded_env(fake_exchange, tmp_path)
+    serve = await _serve_embedded(env, tmp_path / "serve.log")
+    try:
+        await fake_exchange.wait_for_clients(1, timeout=60)
+        code, output = await _manage("liquidations", "stop", env=env)
+        assert code == 0, output
+        assert "state:              stopped" in output
+
+        async def disconnected() -> bool:
+            return fake_exchange.connections == 0
+
+        await eventually(disconnected, what="the worker's upstream socket to close")
+        code, output = await _manage("liquidations", "stop", env=env)  # stopped already
+        assert code == 0, output
+        code, output = await _manage("liquidations", "start", env=env)
+        assert code == 0, output
+        assert re.search(r"state: +(connecting|streaming)", output), output
+        await fake_exchange.wait_for_clients(1, timeout=30)
+        code, output = await _manage("liquidations", "status", "--timeout", "0.2", env=env)
+        assert code == 0 and "last heartbeat from the database" in output, output
+    finally:
+        await _ended(serve)
+
+
+async def test_a_request_no_worker_takes_is_withdrawn(fake_exchange, tmp_path):
+    # Nothing serves: the command gives up, and a `make run` started later must not stop.
+    env = _embedded_env(fake_exchange, tmp_path)
+    code, output = await _manage("migrate", "-v0", env=env)
+    assert code == 0, output
+    code, output = await _manage("liquidations", "stop", "--timeout", "1.5", env=env)
+    assert code == 1
+    assert "did not take the request" in output and "`make run`" in output
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+        assert db.execute("SELECT requested FROM liquidations_workerstate").fetchall() == [("",)]
 
 
 async def test_server_pings_are_answered():

@@ -1,8 +1,14 @@
-"""`liquidations start|stop|status`: send control messages to the ingest worker."""
+"""`liquidations start|stop|status`: send control messages to the ingest worker.
+
+With Redis they go over the channel layer. Without it (embedded mode) the worker runs
+inside `manage.py serve` and the in-memory layer cannot reach it from this process:
+start and stop are then left in the database, where the worker looks every second.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 
 from asgiref.sync import async_to_sync
@@ -12,9 +18,13 @@ from django.core.management import BaseCommand, CommandError
 from django.utils import timezone
 
 from liquidations.selectors import worker_state
+from liquidations.services import worker_request_save, worker_request_withdraw
 from liquidations.worker import WORKER_CHANNEL
 
 ACTIONS = {"start": "stream.start", "stop": "stream.stop", "status": "stream.status"}
+# What the worker's recorded state is once each request is done.
+DONE_STATES = {"start": ("connecting", "streaming"), "stop": ("stopped",)}
+DATABASE_POLL_SECONDS = 0.2
 
 
 class Command(BaseCommand):
@@ -26,14 +36,20 @@ class Command(BaseCommand):
             "--timeout",
             type=float,
             default=None,
-            help="Seconds to wait for the worker's reply (default 5, or 1 without Redis).",
+            help=(
+                "Seconds to wait for the worker (default 5; without Redis 1 for status, "
+                "15 for start and stop)."
+            ),
         )
 
     def handle(self, *args, **options) -> None:
         timeout = options["timeout"]
+        action = options["action"]
+        if settings.EMBEDDED_WORKER and action != "status":
+            self._request_through_database(action, 15.0 if timeout is None else timeout)
+            return
         if timeout is None:
             timeout = 1.0 if settings.EMBEDDED_WORKER else 5.0
-        action = options["action"]
         reply = async_to_sync(_request)(ACTIONS[action], timeout)
         if reply is not None:
             self.stdout.write(format_status(reply))
@@ -42,9 +58,26 @@ class Command(BaseCommand):
             raise CommandError(
                 f"No reply from the worker within {timeout:g} s: the stream was not "
                 f"{'started' if action == 'start' else 'stopped'}."
-                + (EMBEDDED_HINT if settings.EMBEDDED_WORKER else "")
             )
         self._report_from_database(timeout)
+
+    def _request_through_database(self, action: str, timeout: float) -> None:
+        """Leave the request for the in-process worker of `serve`; wait until it is done."""
+        requested_at = worker_request_save(action=action)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = worker_state()
+            if state and not state["requested"] and _done(action, state, requested_at):
+                self.stdout.write(format_status(state))
+                return
+            time.sleep(DATABASE_POLL_SECONDS)
+        taken = not worker_request_withdraw(requested_at=requested_at)
+        raise CommandError(
+            f"The worker {'took the request but' if taken else 'did not take the request'} "
+            f"did not report the stream {'started' if action == 'start' else 'stopped'} "
+            f"within {timeout:g} s."
+            + ("" if taken else " Is `manage.py serve` (`make run`) running?")
+        )
 
     def _report_from_database(self, timeout: float) -> None:
         state = worker_state()
@@ -61,8 +94,9 @@ class Command(BaseCommand):
 
 
 EMBEDDED_HINT = (
-    "\n(Without REDIS_URL the worker runs inside `manage.py serve` and its in-memory channel"
-    " layer only reaches that process; control it there, or run production mode.)"
+    "\n(Without REDIS_URL the worker runs inside `manage.py serve`, which this process's"
+    " in-memory channel layer cannot reach: status comes from the database, and so do"
+    " start and stop.)"
 )
 
 
@@ -74,6 +108,16 @@ async def _request(message_type: str, timeout: float) -> dict | None:
         return await asyncio.wait_for(layer.receive(reply_channel), timeout=timeout)
     except TimeoutError:
         return None
+
+
+def _done(action: str, state: dict, requested_at: datetime) -> bool:
+    """Whether the recorded state shows the request carried out (reported after it)."""
+    reported_at = state.get("heartbeat_at")
+    return (
+        state["state"] in DONE_STATES[action]
+        and reported_at is not None
+        and reported_at >= requested_at
+    )
 
 
 def format_status(status: dict) -> str:
