@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from .binance import SYMBOL_RE
 from .filters import MIN_USD_PRESETS, SIDE_CHOICES, FeedFilter
-from .live_stats import stats_context
+from .live_stats import page_stats_context
 from .selectors import (
     liquidation_feed,
     liquidation_last_id,
@@ -71,7 +71,7 @@ def _feed(request: HttpRequest, *, symbol: str | None) -> HttpResponse:
         response = render(request, "liquidations/_feed.html", context)
     else:
         context["worker_status"] = worker_status()
-        context.update(stats_context(symbol=symbol))
+        context.update(page_stats_context(symbol=symbol))
         response = render(request, "liquidations/index.html", context)
     patch_vary_headers(response, ("HX-Request",))
     return response

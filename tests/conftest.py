@@ -73,11 +73,14 @@ def real_capture() -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_symbol_cache():
+    from liquidations.live_stats import page_stats_clear
     from liquidations.selectors import symbol_info_cache_clear
 
     symbol_info_cache_clear()
+    page_stats_clear()
     yield
     symbol_info_cache_clear()
+    page_stats_clear()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from liquidations import analytics
+from liquidations import analytics, live_stats
 from liquidations.analytics import liquidation_stats, liquidation_stats_many
 from liquidations.binance import ms_to_datetime
 from liquidations.live_stats import STATS_MESSAGE_TYPE, StatsPublisher, stats_html
@@ -216,6 +216,19 @@ def test_pages_show_the_stats_strip(client):
         body = client.get(url).content.decode()
         assert 'id="liquidation-stats"' in body, url
     assert 'data-scope="BTCUSDT"' in client.get("/BTCUSDT/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_page_reuses_its_scopes_strip_for_a_second(client, monkeypatch):
+    now_ms = int(time.time() * 1000)
+    store(liq(symbol="BTCUSDT", side="SELL", T=now_ms - 2000, z="1", ap="1234"))
+    assert "$2,234" not in client.get("/BTCUSDT/").content.decode()
+    store(liq(symbol="BTCUSDT", side="SELL", T=now_ms - 1000, z="1", ap="1000"))
+    # Within the second the strip of the first load is reused (the rows are fresh).
+    body = client.get("/BTCUSDT/").content.decode()
+    assert "$2,234" not in body and body.count('class="liq-row') == 2
+    monkeypatch.setattr(live_stats, "PAGE_STATS_SECONDS", 0.0)
+    assert "$2,234" in client.get("/BTCUSDT/").content.decode()
 
 
 @pytest.mark.django_db(transaction=True)
