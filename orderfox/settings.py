@@ -113,7 +113,17 @@ TEMPLATES = [
 ]
 
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+    # A pool per process (psycopg_pool), not persistent connections: under ASGI each
+    # request's sync code runs in a thread of its own, so CONN_MAX_AGE kept nothing and
+    # every page load opened (and forked) a PostgreSQL connection (~5 ms a page, make
+    # bench). With the database down, a request waits `timeout` s for a connection,
+    # then fails (a 503 from /health).
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": 10,
+        "timeout": 3,
+    }
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -134,14 +134,20 @@ def test_channel_layer_down_is_503(client, settings):
 @pytest.mark.production
 @pytest.mark.django_db(transaction=True)
 def test_pg_database_down_is_503(client):
+    # The pool keeps its connection settings: a new one is made for the closed port.
     saved_port = connection.settings_dict["PORT"]
+    saved_pool = connection.settings_dict["OPTIONS"]["pool"]
     connection.close()
+    connection.close_pool()
     connection.settings_dict["PORT"] = _closed_port()
+    connection.settings_dict["OPTIONS"]["pool"] = {**saved_pool, "timeout": 0.5}
     try:
         response = client.get("/health")
     finally:
         connection.close()
+        connection.close_pool()
         connection.settings_dict["PORT"] = saved_port
+        connection.settings_dict["OPTIONS"]["pool"] = saved_pool
     assert response.status_code == 503
     body = response.json()
     assert body["database"] == "unavailable: OperationalError"
