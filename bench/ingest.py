@@ -46,8 +46,8 @@ def raw_connection():
 
 def baseline_run(frames: list[bytes]) -> float:
     """Parse every frame and executemany them in chunks of 1,000; return seconds taken."""
-    from liquidations.binance import parse_frame
-    from liquidations.services import INSERT_FIELDS, UNIQUE_FIELDS
+    from liquidations.services.liquidations import INSERT_FIELDS, UNIQUE_FIELDS
+    from liquidations.upstream.binance import parse_frame
 
     conn, mark = raw_connection()
     columns = ", ".join(INSERT_FIELDS)
@@ -181,7 +181,7 @@ async def main(args) -> dict:
     from django.db import connection
 
     from bench.loadgen import bench_frames
-    from liquidations.worker import Ingest
+    from liquidations.ingest.pipeline import Ingest
 
     exchange = Exchange()
     settings.BINANCE_WS_BASE_URL = f"ws://127.0.0.1:{exchange.port}/market"

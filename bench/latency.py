@@ -38,11 +38,11 @@ from bench.wsclient import connect  # noqa: E402
 
 FRAME_T = re.compile(rb'"T":(\d+)')
 VIEWER_PATH = "/ws/liquidations/"
-ROWS_FRAME = b'<tbody id="liquidation-rows"'  # liquidations.fanout.ROWS_OPEN
+ROWS_FRAME = b'<tbody id="liquidation-rows"'  # templates/liquidations/_rows_oob.html
 # A frame may go on after its rows with the worker status and the stats strip, whose
 # "largest liquidation" carries a trade time too: only the rows count.
-ROWS_END = b"</tbody>"  # liquidations.fanout.ROWS_CLOSE
-FRAME_ROW_CAP = 50  # liquidations.fanout.MAX_ROWS: rows per frame at most
+ROWS_END = b"</tbody>"  # its end
+FRAME_ROW_CAP = 50  # liquidations.live.contracts.MAX_ROWS: rows per frame at most
 
 
 class Frame:

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from liquidations.fake_exchange import ALL_MARKET_STREAM, FakeExchange
-from liquidations.fake_exchange import SYMBOLS as FAKE_SYMBOLS
+from liquidations.devtools.fake_exchange import SYMBOLS as FAKE_SYMBOLS
+from liquidations.devtools.fake_exchange import FakeExchange
+from liquidations.upstream.binance import ALL_MARKET_STREAM
 
 # The fake exchange's listed contracts, then unlisted ones up to the market's ~440.
 SYMBOLS = [s.symbol for s in FAKE_SYMBOLS] + [

@@ -62,7 +62,7 @@ with connection.cursor() as cur:
 import django, orjson, sys
 django.setup()
 from django.db import connection
-from liquidations.analytics import Cursor
+from liquidations.selectors.history import Cursor
 from liquidations.models import Liquidation
 depth = int(sys.argv[1])
 with connection.cursor() as cur:
@@ -98,7 +98,7 @@ def time_stats(url: str, symbol: str, reps: int) -> dict:
     script = """
 import django, orjson, sys, time
 django.setup()
-from liquidations.live_stats import stats_context
+from liquidations.selectors.stats import stats_context
 symbol, reps = sys.argv[1], int(sys.argv[2])
 out = {}
 for name, arg in (("all", None), ("symbol", symbol)):

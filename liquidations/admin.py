@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from datetime import UTC
 
 from django.contrib import admin
@@ -11,32 +9,15 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Max, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
-from django.utils import timezone
 from django.utils.functional import cached_property
 
-from .binance import SYMBOL_RE
 from .models import ConnectionGap, Liquidation, Side, Symbol, WorkerState
-from .selectors import format_decimal, symbol_info, symbol_info_map
+from .selectors.feed import format_decimal
+from .selectors.symbols import symbol_info, symbol_info_map
+from .upstream.events import is_symbol
+from .web.exports import csv_download_rows
 
 EXACT_COUNT_LIMIT = 10_000
-CSV_COLUMNS = (
-    "id",
-    "trade_time",
-    "event_time",
-    "symbol",
-    "side",
-    "liquidated",
-    "order_type",
-    "time_in_force",
-    "original_quantity",
-    "price",
-    "average_price",
-    "order_status",
-    "last_filled_quantity",
-    "filled_quantity",
-    "notional_usd",
-    "received_at",
-)
 
 
 class LargeTablePaginator(Paginator):
@@ -93,7 +74,7 @@ class SymbolFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        if not SYMBOL_RE.fullmatch(value):
+        if not is_symbol(value):
             return queryset.none()
         return queryset.filter(symbol=value)
 
@@ -153,7 +134,7 @@ class LiquidationAdmin(ReadOnlyAdmin):
         term = search_term.strip().upper()
         if not term:
             return queryset, False
-        if not SYMBOL_RE.fullmatch(term):
+        if not is_symbol(term):
             return queryset.none(), False
         symbols = set(
             Symbol.objects.filter(symbol__startswith=term).values_list("symbol", flat=True)
@@ -191,29 +172,8 @@ class LiquidationAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Export selected liquidations as CSV", permissions=["view"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet) -> StreamingHttpResponse:
-        rows = queryset.order_by("-trade_time", "-id").values_list(
-            *(c for c in CSV_COLUMNS if c != "liquidated")
-        )
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-        response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="liquidations-{stamp}.csv"'
-        return response
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_lines(rows: QuerySet) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    side_index = CSV_COLUMNS.index("side")
-    for row in rows.iterator(chunk_size=2000):
-        values = [v.isoformat() if hasattr(v, "isoformat") else v for v in row]
-        liquidated = "long" if row[side_index] == Side.SELL else "short"
-        values.insert(side_index + 1, liquidated)
-        yield writer.writerow(values)
+        rows = queryset.order_by("-trade_time", "-id").iterator(chunk_size=2000)
+        return csv_download_rows(rows)
 
 
 @admin.register(Symbol)

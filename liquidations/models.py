@@ -13,7 +13,19 @@ class Side(models.TextChoices):
     SELL = "SELL", "Long liquidated"
 
 
-class Liquidation(models.Model):
+class SideMixin:
+    """is_long_liquidated for anything with a Binance-style order side (.side)."""
+
+    __slots__ = ()
+    side: str
+
+    @property
+    def is_long_liquidated(self) -> bool:
+        """A SELL liquidation order closes a long position."""
+        return self.side == Side.SELL
+
+
+class Liquidation(SideMixin, models.Model):
     """One liquidation order as Binance published it on the forceOrder stream."""
 
     symbol = models.CharField(max_length=30)
@@ -60,10 +72,6 @@ class Liquidation(models.Model):
         return (
             f"{self.symbol} {self.get_side_display()} {self.filled_quantity} @ {self.average_price}"
         )
-
-    @property
-    def is_long_liquidated(self) -> bool:
-        return self.side == Side.SELL
 
 
 class Symbol(models.Model):

@@ -10,11 +10,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orderfox.settings")
 # Django must be set up before consumers (and their models) are imported.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from liquidations.routing import websocket_urlpatterns  # noqa: E402
-from liquidations.worker import WORKER_CHANNEL, LiquidationWorkerConsumer  # noqa: E402
+from liquidations.ingest.worker import worker_application  # noqa: E402
+from liquidations.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -24,6 +24,6 @@ application = ProtocolTypeRouter(
         # in the one shared sync thread with 1,000 viewers connecting) and its session
         # wrapper ~8 % of a daphne process in every frame sent (py-spy, make bench).
         "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
-        "channel": ChannelNameRouter({WORKER_CHANNEL: LiquidationWorkerConsumer.as_asgi()}),
+        "channel": worker_application(),
     }
 )

@@ -153,7 +153,7 @@ if REDIS_URL and REDIS_CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             # channels-redis's pub/sub layer, decoding a batch once per process.
-            "BACKEND": "liquidations.layers.RedisPubSubChannelLayer",
+            "BACKEND": "liquidations.live.layers.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": env_str("CHANNELS_REDIS_PREFIX", "orderfox"),
@@ -178,7 +178,7 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             # The stock in-memory layer, without a deep copy per group member.
-            "BACKEND": "liquidations.layers.InMemoryChannelLayer",
+            "BACKEND": "liquidations.live.layers.InMemoryChannelLayer",
             "CONFIG": {"capacity": 5000, "expiry": 60},
         }
     }

@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from liquidations.analytics_views import health
+from liquidations.web.health import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
-    path("api/v1/", include("liquidations.api_urls")),
-    path("", include("liquidations.urls")),
+    path("api/v1/", include("liquidations.web.api_urls")),
+    path("", include("liquidations.web.urls")),
 ]

@@ -73,8 +73,8 @@ def real_capture() -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_symbol_cache():
-    from liquidations.live_stats import page_stats_clear
-    from liquidations.selectors import symbol_info_cache_clear
+    from liquidations.selectors.stats import page_stats_clear
+    from liquidations.selectors.symbols import symbol_info_cache_clear
 
     symbol_info_cache_clear()
     page_stats_clear()
@@ -101,7 +101,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
 @pytest.fixture
 async def fake_exchange():
     """A started FakeExchange on an ephemeral loopback port (fast server pings)."""
-    from liquidations.fake_exchange import FakeExchange
+    from liquidations.devtools.fake_exchange import FakeExchange
 
     async with FakeExchange(ping_interval=5.0, seed=1) as fx:
         yield fx

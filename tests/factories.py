@@ -1,4 +1,4 @@
-"""Build upstream frames and events for tests (no dependency on ../shared)."""
+"""Build upstream frames, events and stored rows for tests (no dependency on ../shared)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,48 @@ def symbol_listed(
         tick_size=tick_size,
         step_size=step_size,
     )
+
+
+# 2025-12-28 00:00:00 UTC: a multiple of every timeframe (1 d is the largest).
+DAY_BOUNDARY_S = 1_766_880_000
+assert DAY_BOUNDARY_S % 86_400 == 0
+
+
+def store_events(events):
+    """Store events through the app's store; return the new rows, read back, in its order."""
+    from liquidations.models import Liquidation
+    from liquidations.services.liquidations import liquidation_store_new
+
+    stored = liquidation_store_new(events=events)
+    by_id = Liquidation.objects.in_bulk([liq.pk for liq in stored])
+    return [by_id[liq.pk] for liq in stored]
+
+
+def store(*payloads: dict):
+    """Store forceOrder payloads (all new); return the rows in (trade_time, id) order."""
+    from liquidations.upstream.binance import parse_frame
+
+    stored = store_events([parse_frame(frame(p)) for p in payloads])
+    assert len(stored) == len(payloads), "test payloads must not be duplicates"
+    return stored
+
+
+def batch_messages(liquidations) -> dict:
+    """Return the group messages the worker would send for these rows (rendered once)."""
+    from liquidations.live.broadcast import group_messages, message_rows
+    from liquidations.selectors.symbols import symbol_info_map
+
+    return group_messages(message_rows(liquidations, infos=symbol_info_map()))
+
+
+def liq(
+    *,
+    T: int,  # noqa: N803 - Binance's field name
+    symbol: str = "BTCUSDT",
+    side: str = "SELL",
+    z: str = "1",
+    ap: str = "100",
+    **extra: object,
+) -> dict:
+    """A payload whose USD amount is exactly z × ap."""
+    return force_order(symbol=symbol, side=side, z=z, ap=ap, q=z, l=z, T=T, **extra)

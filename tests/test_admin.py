@@ -13,11 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from liquidations import admin as liquidation_admin
-from liquidations.binance import parse_frame
 from liquidations.models import ConnectionGap, Liquidation, WorkerState
-from liquidations.selectors import symbol_info_cache_clear
-from liquidations.services import liquidation_store_batch
+from liquidations.selectors.symbols import symbol_info_cache_clear
+from liquidations.upstream.binance import parse_frame
 from tests.factories import force_order, frame, symbol_listed
+from tests.factories import store_events as liquidation_store_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -154,8 +154,8 @@ def test_csv_export_streams_the_selection(staff_client, liquidations):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [row["symbol"] for row in rows] == ["ETHUSDT", "BTCUSDT"]  # newest first
     btc = rows[1]
-    assert btc["liquidated"] == "long" and btc["side"] == "SELL"
-    assert rows[0]["liquidated"] == "short"
+    assert btc["position_liquidated"] == "long" and btc["side"] == "SELL"
+    assert rows[0]["position_liquidated"] == "short"
     assert btc["filled_quantity"].rstrip("0").rstrip(".") == "12.5"
     assert btc["trade_time"].endswith("+00:00")
 

@@ -11,12 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from liquidations.analytics import MAX_RANGE, TIMEFRAMES
-from liquidations.api import format_usd
-from liquidations.binance import ms_to_datetime
-from liquidations.rollup import liquidation_rollup_catch_up
-from tests.analytics_data import DAY_BOUNDARY_S, liq, store
-from tests.factories import symbol_listed
+from liquidations.selectors.volume import MAX_RANGE, TIMEFRAMES
+from liquidations.services.rollup import liquidation_rollup_catch_up
+from liquidations.upstream.events import ms_to_datetime
+from liquidations.web.api import format_usd
+from tests.factories import DAY_BOUNDARY_S, liq, store, symbol_listed
 
 VOLUME = "/api/v1/liquidation-volume"
 

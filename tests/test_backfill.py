@@ -12,12 +12,13 @@ from aiohttp import web
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from liquidations.api import liquidation_item
-from liquidations.backfill import backfill, backfill_run, item_to_event
-from liquidations.binance import MalformedFrame
+from liquidations.ingest.backfill import backfill, backfill_run
+from liquidations.ingest.pipeline import Ingest
 from liquidations.models import Liquidation
-from liquidations.worker import Ingest
-from tests.analytics_data import DAY_BOUNDARY_S, liq, store
+from liquidations.upstream.events import MalformedFrame
+from liquidations.upstream.orderfox_api import item_to_event
+from liquidations.web.api import liquidation_item
+from tests.factories import DAY_BOUNDARY_S, liq, store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,9 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Max, Min
 
-from liquidations.analytics import liquidation_stats
-from liquidations.bulk import bulk_load_synthetic
+from liquidations.devtools.bulk import bulk_load_synthetic
 from liquidations.models import Liquidation, RollupState
+from liquidations.selectors.stats import liquidation_stats
 
 END = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -10,17 +10,15 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
-from liquidations import consumers
-from liquidations.binance import parse_frame
-from liquidations.services import (
-    liquidation_broadcast,
-    liquidation_messages,
-    liquidation_store_batch,
-    worker_status_broadcast,
-)
-from liquidations.worker import Ingest
+from liquidations.ingest.pipeline import Ingest
+from liquidations.live import consumers
+from liquidations.live.broadcast import broadcast as liquidation_broadcast
+from liquidations.live.broadcast import worker_status_broadcast
+from liquidations.upstream.binance import parse_frame
 from orderfox.asgi import application
+from tests.factories import batch_messages as liquidation_messages_of
 from tests.factories import force_order, frame
+from tests.factories import store_events as liquidation_store_batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +28,7 @@ ROW = re.compile(r'<tr id="liq-(\d+)"[^>]*data-symbol="([^"]*)" data-side="(\w+)
 
 def _store(*payloads: dict):
     stored = liquidation_store_batch(events=[parse_frame(frame(p)) for p in payloads])
-    return stored, liquidation_messages(liquidations=stored)
+    return stored, liquidation_messages_of(stored)
 
 
 store = database_sync_to_async(_store)
@@ -254,7 +252,7 @@ async def test_invalid_symbol_path_is_refused(path):
 @pytest.mark.production
 async def test_rows_status_and_catch_up_through_redis_and_postgresql():
     layer = get_channel_layer()
-    assert type(layer).__module__ == "liquidations.layers"
+    assert type(layer).__module__ == "liquidations.live.layers"
     assert type(layer).__name__ == "RedisPubSubChannelLayer"
     communicator = await connect("/ws/liquidations/?side=short")
     try:

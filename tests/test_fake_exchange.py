@@ -7,8 +7,8 @@ from collections import Counter
 
 from websockets.asyncio.client import connect
 
-from liquidations.binance import parse_payload
-from liquidations.fake_exchange import FakeExchange
+from liquidations.devtools.fake_exchange import FakeExchange
+from liquidations.upstream.binance import parse_payload
 
 
 def test_synthetic_events_parse_and_keep_one_per_symbol_per_second():

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
-from liquidations.fake_exchange import FakeExchange
-from liquidations.layers import InMemoryChannelLayer, SharedMsgPackSerializer
+from liquidations.devtools.fake_exchange import FakeExchange
+from liquidations.ingest.pipeline import Ingest
+from liquidations.live.layers import InMemoryChannelLayer, SharedMsgPackSerializer
 from liquidations.models import Liquidation
-from liquidations.worker import Ingest
 from tests.factories import force_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ async def test_in_memory_group_send_reaches_every_member_with_its_own_message(ca
 
     # A member that stopped reading is reported, not dropped in silence.
     await layer.group_send("liquidations.all", {"type": "liquidations.batch", "rows": []})
-    with caplog.at_level(logging.WARNING, logger="liquidations.layers"):
+    with caplog.at_level(logging.WARNING, logger="liquidations.live.layers"):
         await layer.group_send("liquidations.all", {"type": "liquidations.batch", "rows": []})
     assert "3 of 3 members of liquidations.all are full" in caplog.text
 
@@ -139,8 +139,7 @@ def test_serve_web_runs_several_daphne_processes_on_one_port(tmp_path):
 @pytest.mark.production
 async def test_pubsub_named_channels_are_private_to_their_prefix():
     from django.conf import settings
-
-    from liquidations.layers import RedisPubSubChannelLayer
+    from liquidations.live.layers import RedisPubSubChannelLayer
 
     hosts = [settings.REDIS_URL]
     ours = RedisPubSubChannelLayer(hosts=hosts, prefix="orderfox-test-ours")

@@ -17,11 +17,13 @@ import pytest
 from channels.layers import InMemoryChannelLayer as StockInMemoryChannelLayer
 from channels.testing import WebsocketCommunicator
 
-from liquidations import fanout
-from liquidations.fanout import MAX_ROWS, ROWS_CLOSE, ROWS_OPEN, fanout_hub
-from liquidations.filters import FeedFilter
-from liquidations.layers import InMemoryChannelLayer
-from liquidations.wire import text_frame
+from liquidations.live import fanout
+from liquidations.live.contracts import MAX_ROWS
+from liquidations.live.fanout import fanout_hub
+from liquidations.live.frames import rows_oob
+from liquidations.live.layers import InMemoryChannelLayer
+from liquidations.live.wire import text_frame
+from liquidations.selectors.filters import FeedFilter
 from tests.conftest import skip_or_fail
 
 FEED = "liquidations.all"
@@ -68,7 +70,7 @@ def batch(*rows: dict) -> dict:
 
 
 def frame_of(*ids: int) -> str:
-    return ROWS_OPEN + "".join(f"<tr>{i}</tr>" for i in ids) + ROWS_CLOSE
+    return rows_oob("".join(f"<tr>{i}</tr>" for i in ids))
 
 
 async def settle() -> None:
@@ -463,7 +465,7 @@ def _start_redis(port: int, workdir) -> subprocess.Popen:
 @pytest.mark.production
 async def test_hub_delivers_again_after_redis_restarts(tmp_path, caplog):
     """A Redis of its own, killed and started again: viewers keep their feed."""
-    from liquidations.layers import RedisPubSubChannelLayer
+    from liquidations.live.layers import RedisPubSubChannelLayer
 
     if shutil.which("redis-server") is None:
         skip_or_fail("redis-server is not installed")

@@ -9,9 +9,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from liquidations.ingest.status import IngestStatus
 from liquidations.models import WorkerState
-from liquidations.services import worker_state_save
-from liquidations.worker import IngestStatus
+from liquidations.services.worker_state import worker_state_save
 
 
 def _closed_port() -> int:

@@ -9,9 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from liquidations import analytics_views
-from liquidations.analytics import Cursor, HistoryFilters, liquidation_page
-from tests.analytics_data import DAY_BOUNDARY_S, liq, store
+from liquidations.selectors.history import Cursor, HistoryFilters, liquidation_page
+from liquidations.web import exports
+from liquidations.web import history as history_views
+from tests.factories import DAY_BOUNDARY_S, liq, store
 
 T0 = DAY_BOUNDARY_S * 1000
 
@@ -88,7 +89,7 @@ def test_pg_history_filters_narrow_the_record():
 
 @pytest.mark.django_db
 def test_history_page_walks_older_links_keeping_filters(client, monkeypatch):
-    monkeypatch.setattr(analytics_views, "HISTORY_PAGE_ROWS", 3)
+    monkeypatch.setattr(history_views, "HISTORY_PAGE_ROWS", 3)
     stored = store(
         *[liq(symbol="BTCUSDT", T=T0 + 7, z=str(n)) for n in range(1, 5)],
         *[liq(symbol="BTCUSDT", T=T0 + t) for t in (1, 3, 11)],
@@ -141,7 +142,7 @@ def test_history_is_linked_from_the_header(client):
 async def test_csv_streams_every_filtered_row_in_chunks(async_client, monkeypatch):
     from asgiref.sync import sync_to_async
 
-    monkeypatch.setattr(analytics_views, "CSV_CHUNK_ROWS", 2)
+    monkeypatch.setattr(exports, "CSV_CHUNK_ROWS", 2)
     stored = await sync_to_async(store)(
         liq(symbol="BTCUSDT", side="SELL", T=T0 + 1, z="0.5", ap="90000.1"),
         liq(symbol="BTCUSDT", side="BUY", T=T0 + 2, z="1", ap="10"),
@@ -158,7 +159,7 @@ async def test_csv_streams_every_filtered_row_in_chunks(async_client, monkeypatc
     chunks = [chunk async for chunk in response.streaming_content]
     assert len(chunks) >= 3  # header, then one chunk per keyset page of 2 rows
     rows = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
-    assert rows[0] == list(analytics_views.CSV_HEADER)
+    assert rows[0] == list(exports.CSV_HEADER)
     longs = [r for r in stored if r.symbol == "BTCUSDT" and r.side == "SELL"]
     longs.sort(key=lambda r: (r.trade_time, r.pk), reverse=True)
     assert [int(r[0]) for r in rows[1:]] == [r.pk for r in longs]

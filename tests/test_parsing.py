@@ -6,7 +6,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from liquidations.binance import MalformedFrame, parse_frame, stream_url
+from liquidations.upstream.binance import parse_frame, stream_url
+from liquidations.upstream.events import MalformedFrame
 from tests.factories import force_order, frame
 
 

@@ -11,20 +11,18 @@ from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.db import connection
 
-from liquidations.binance import parse_frame
-from liquidations.services import (
-    liquidation_broadcast,
-    liquidation_messages,
-    liquidation_store_batch,
-)
+from liquidations.live.broadcast import broadcast as liquidation_broadcast
+from liquidations.upstream.binance import parse_frame
+from tests.factories import batch_messages as liquidation_messages_of
 from tests.factories import force_order, frame
+from tests.factories import store_events as liquidation_store_batch
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
 
 
 def test_production_settings_use_postgresql_and_redis():
     assert connection.vendor == "postgresql"
-    # channels-redis's pub/sub layer (liquidations.layers subclasses it), or its core layer.
+    # channels-redis's pub/sub layer (liquidations.live.layers subclasses it), or its core layer.
     assert isinstance(get_channel_layer(), RedisPubSubChannelLayer | RedisChannelLayer)
 
 
@@ -36,7 +34,7 @@ async def test_batch_is_stored_once_and_broadcast_over_redis():
 
     def store():
         stored = liquidation_store_batch(events=events + events[:1])
-        return stored, liquidation_messages(liquidations=stored)
+        return stored, liquidation_messages_of(stored)
 
     stored, messages = await database_sync_to_async(store)()
     assert len(stored) == 3

@@ -6,16 +6,14 @@ from decimal import Decimal
 
 import pytest
 
-from liquidations import services
-from liquidations.binance import parse_frame
+from liquidations.ingest.store import store_and_render
 from liquidations.models import Liquidation
-from liquidations.services import (
-    liquidation_ingest,
-    liquidation_messages,
-    liquidation_store_batch,
-    liquidation_store_new,
-)
+from liquidations.services import liquidations as liquidations_store
+from liquidations.services.liquidations import liquidation_store_new
+from liquidations.upstream.binance import parse_frame
+from tests.factories import batch_messages as liquidation_messages_of
 from tests.factories import force_order, frame, symbol_listed
+from tests.factories import store_events as liquidation_store_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +54,7 @@ def test_messages_render_each_row_once_per_batch_for_all_and_symbol_groups():
             force_order(symbol="ETHUSDT", side="BUY"),
         )
     )
-    messages = liquidation_messages(liquidations=stored)
+    messages = liquidation_messages_of(stored)
     assert set(messages) == {"liquidations.all", "liquidations.BTCUSDT", "liquidations.ETHUSDT"}
     all_rows = messages["liquidations.all"]["rows"]
     assert [row["symbol"] for row in all_rows] == ["BTCUSDT", "ETHUSDT"]
@@ -132,9 +130,9 @@ def check_live_rows_match_rows_read_back() -> None:
     ]
     stored = liquidation_store_new(events=_events(*payloads))
     assert len(stored) == 6000
-    live = liquidation_messages(liquidations=stored)
+    live = liquidation_messages_of(stored)
     models = Liquidation.objects.in_bulk([liq.pk for liq in stored])
-    reloaded = liquidation_messages(liquidations=[models[liq.pk] for liq in stored])
+    reloaded = liquidation_messages_of([models[liq.pk] for liq in stored])
     assert live == reloaded
 
 
@@ -160,7 +158,7 @@ class CountingExecutor(ThreadPoolExecutor):
 
 
 def check_ingest_renders_every_new_row_once_in_order(monkeypatch, *, chunked: bool) -> None:
-    monkeypatch.setattr(services, "INGEST_CHUNK_ROWS", 7)
+    monkeypatch.setattr(liquidations_store, "STORE_CHUNK_ROWS", 7)
     symbol_listed("BTCUSDT", "BTC")
     payloads = [
         force_order(
@@ -175,7 +173,7 @@ def check_ingest_renders_every_new_row_once_in_order(monkeypatch, *, chunked: bo
     liquidation_store_new(events=_events(*replayed))
     events = _events(*payloads, *payloads[20:30])  # duplicates in later chunks too
     with CountingExecutor() as executor:
-        stored, messages = liquidation_ingest(events=events, render_executor=executor)
+        stored, messages = store_and_render(events, render_executor=executor)
     assert executor.submitted == (8 if chunked else 0)  # 50 unique events: 8 chunks
     assert len(stored) == 43 == Liquidation.objects.count() - len(replayed)
     rows = messages["liquidations.all"]["rows"]
@@ -184,9 +182,9 @@ def check_ingest_renders_every_new_row_once_in_order(monkeypatch, *, chunked: bo
     assert [(row["trade_time_ms"], row["id"]) for row in rows] == sorted(
         (row["trade_time_ms"], row["id"]) for row in rows
     )
-    assert messages == liquidation_messages(liquidations=stored)
+    assert messages == liquidation_messages_of(stored)
     models = Liquidation.objects.in_bulk([liq.pk for liq in stored])
-    assert messages == liquidation_messages(liquidations=[models[liq.pk] for liq in stored])
+    assert messages == liquidation_messages_of([models[liq.pk] for liq in stored])
 
 
 def test_ingest_renders_every_new_row_once_in_order(monkeypatch):

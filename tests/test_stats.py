@@ -10,13 +10,15 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from liquidations import analytics, live_stats
-from liquidations.analytics import liquidation_stats, liquidation_stats_many
-from liquidations.binance import ms_to_datetime
-from liquidations.live_stats import STATS_MESSAGE_TYPE, StatsPublisher, stats_html
+from liquidations.ingest.stats_publisher import StatsPublisher
+from liquidations.live.broadcast import stats_html
+from liquidations.live.contracts import STATS_MESSAGE_TYPE
 from liquidations.models import LiquidationHour, LiquidationMinute
-from liquidations.rollup import liquidation_rollup_advance, liquidation_rollup_catch_up
-from tests.analytics_data import DAY_BOUNDARY_S, liq, store
+from liquidations.selectors import stats as stats_selectors
+from liquidations.selectors.stats import liquidation_stats, liquidation_stats_many
+from liquidations.services.rollup import liquidation_rollup_advance, liquidation_rollup_catch_up
+from liquidations.upstream.events import ms_to_datetime
+from tests.factories import DAY_BOUNDARY_S, liq, store
 
 # 2025-12-28 12:00:30.500 UTC: windows start mid-minute, so the rollup's minutes and the
 # raw edge rows must add up exactly.
@@ -157,13 +159,13 @@ def test_stats_of_an_empty_record_are_zero():
     assert [(w.long_usd, w.short_usd, w.count, w.largest) for w in stats] == [
         (Decimal("0.00"), Decimal("0.00"), 0, None)
     ] * 4
-    assert "—" in stats_html(now=NOW)
+    assert "—" in stats_html(symbol=None, stats=liquidation_stats(now=NOW))
 
 
 def check_largest_when_candidates_overflow(monkeypatch) -> None:
     # On a crash day thousands of rows hold some window's maximum; the newest few are read
     # first. A window whose maximum is older than those must still find its own row.
-    monkeypatch.setattr(analytics, "LARGEST_CANDIDATES", 2)
+    monkeypatch.setattr(stats_selectors, "LARGEST_CANDIDATES", 2)
     store(
         liq(symbol="BTCUSDT", T=NOW_MS - 20 * HOUR, z="9", ap="1000"),  # 24h max, 9,000
         liq(symbol="BTCUSDT", T=NOW_MS - HOUR // 2, z="1", ap="1000"),
@@ -199,14 +201,14 @@ def test_largest_tie_goes_to_the_newest():
 @pytest.mark.django_db
 def test_stats_strip_renders_each_window():
     _store_day()
-    html = stats_html(now=NOW, oob=True)
+    html = stats_html(symbol=None, stats=liquidation_stats(now=NOW), oob=True)
     assert 'id="liquidation-stats"' in html
     assert 'hx-swap-oob="outerHTML"' in html
     for label in ("1h", "4h", "12h", "24h"):
         assert f'data-window="{label}"' in html
     assert "$6,050" in html and "$9,300" in html
     assert 'href="/ETHUSDT/"' in html
-    assert "hx-swap-oob" not in stats_html(now=NOW)
+    assert "hx-swap-oob" not in stats_html(symbol=None, stats=liquidation_stats(now=NOW))
 
 
 @pytest.mark.django_db
@@ -227,7 +229,7 @@ def test_a_page_reuses_its_scopes_strip_for_a_second(client, monkeypatch):
     # Within the second the strip of the first load is reused (the rows are fresh).
     body = client.get("/BTCUSDT/").content.decode()
     assert "$2,234" not in body and body.count('class="liq-row') == 2
-    monkeypatch.setattr(live_stats, "PAGE_STATS_SECONDS", 0.0)
+    monkeypatch.setattr(stats_selectors, "PAGE_STATS_SECONDS", 0.0)
     assert "$2,234" in client.get("/BTCUSDT/").content.decode()
 
 

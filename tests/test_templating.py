@@ -15,9 +15,10 @@ from django.test import override_settings
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from liquidations.selectors import LiquidationRow, SymbolInfo, liquidation_rows
-from liquidations.services import StoredLiquidation
-from liquidations.templating import NotCompilable, compile_substitution, substitution_renderer
+from liquidations.live.templating import NotCompilable, compile_substitution, substitution_renderer
+from liquidations.selectors.feed import LiquidationRow, liquidation_rows
+from liquidations.selectors.symbols import SymbolInfo
+from liquidations.services.liquidations import StoredLiquidation
 
 ROW = "liquidations/_row.html"
 LISTED = {
@@ -63,7 +64,7 @@ def random_liquidation(rnd: random.Random, pk: int) -> StoredLiquidation:
 @pytest.fixture(autouse=True)
 def _listing(monkeypatch):
     """The symbols' display info without a database."""
-    monkeypatch.setattr("liquidations.selectors.symbol_info_map", lambda **kwargs: LISTED)
+    monkeypatch.setattr("liquidations.selectors.feed.symbol_info_map", lambda **kwargs: LISTED)
 
 
 @pytest.fixture

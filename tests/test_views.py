@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from liquidations.binance import parse_frame
 from liquidations.models import Liquidation, Symbol, WorkerState
-from liquidations.services import liquidation_store_batch
+from liquidations.upstream.binance import parse_frame
 from tests.factories import force_order, frame, symbol_listed
+from tests.factories import store_events as liquidation_store_batch
 
 pytestmark = pytest.mark.django_db
 

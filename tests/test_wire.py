@@ -20,8 +20,8 @@ from twisted.internet import tcp
 from twisted.internet.testing import MemoryReactor
 from websockets.frames import Frame, Opcode
 
-from liquidations import wire
-from liquidations.wire import DirectSocket, direct_socket, text_frame
+from liquidations.live import wire
+from liquidations.live.wire import DirectSocket, direct_socket, text_frame
 
 OPEN = WebSocketProtocol.STATE_OPEN
 

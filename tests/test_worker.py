@@ -22,16 +22,15 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 from django.utils import timezone
 
-from liquidations.binance import (
-    Backoff,
-    ExchangeInfoError,
-    MalformedFrame,
-    UpstreamClient,
-    parse_frame,
-)
+from liquidations.ingest.backlog import Backlog
+from liquidations.ingest.pipeline import Ingest
+from liquidations.ingest.worker import worker_create
 from liquidations.management.commands.liquidations import _request
 from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
-from liquidations.worker import Backlog, Ingest, worker_create
+from liquidations.upstream.binance import parse_frame
+from liquidations.upstream.client import Backoff, UpstreamClient
+from liquidations.upstream.events import MalformedFrame
+from liquidations.upstream.exchange_info import ExchangeInfoError
 from tests.conftest import REPO
 from tests.factories import force_order
 
@@ -177,7 +176,7 @@ async def test_connect_failures_retry_with_growing_backoff(caplog):
         on_disconnected=_noop_reason,
         backoff=Backoff(initial=0.01, cap=0.04),
     )
-    caplog.set_level(logging.WARNING, logger="liquidations.binance")
+    caplog.set_level(logging.WARNING, logger="liquidations.upstream")
     task = asyncio.create_task(client.run())
 
     async def four_retries() -> bool:
@@ -383,7 +382,7 @@ async def test_exchange_info_failures_keep_the_table_and_are_retried(
         upstream_settings.BINANCE_EXCHANGE_INFO_RETRY_SECONDS = 0.05
         fake_exchange.exchange_info_override = None
         fake_exchange.rest_status = 500
-        caplog.set_level(logging.WARNING, logger="liquidations.worker")
+        caplog.set_level(logging.WARNING, logger="liquidations.ingest")
         await ingest.start()
         await fake_exchange.wait_for_clients(1)
 
@@ -656,7 +655,7 @@ async def test_a_request_no_worker_takes_is_withdrawn(fake_exchange, tmp_path):
 
 
 async def test_server_pings_are_answered():
-    from liquidations.fake_exchange import FakeExchange
+    from liquidations.devtools.fake_exchange import FakeExchange
 
     async with FakeExchange(ping_interval=0.05, pong_timeout=1.0) as fx:
         calls = _Recorder()
@@ -678,11 +677,11 @@ async def test_server_pings_are_answered():
 async def test_a_flood_past_the_backlog_bound_is_stored_whole_without_a_reconnect(
     upstream_settings, fake_exchange, channel_layer, monkeypatch, caplog
 ):
-    from liquidations import worker as worker_module
+    from liquidations.ingest import pipeline as pipeline_module
 
     # A writer far slower than the flood (40 events per 0.1 s batch) and a keepalive far
     # shorter than the flood: reads are held for seconds while the exchange keeps sending.
-    monkeypatch.setattr(worker_module, "MAX_BATCH", 40)
+    monkeypatch.setattr(pipeline_module, "MAX_BATCH", 40)
     upstream_settings.LIQUIDATION_BATCH_INTERVAL = 0.1
     upstream_settings.BINANCE_PING_INTERVAL_SECONDS = 0.2
     upstream_settings.BINANCE_PING_TIMEOUT_SECONDS = 0.3
@@ -834,7 +833,7 @@ async def test_backlog_is_full_at_its_bound_and_drained_at_half():
 
 
 async def test_stopping_names_a_task_that_ignores_its_cancellation_and_does_not_hang(caplog):
-    from liquidations.worker import _wait_ended
+    from liquidations.ingest.tasks import wait_ended as _wait_ended
 
     release = asyncio.Event()
 
@@ -853,7 +852,7 @@ async def test_stopping_names_a_task_that_ignores_its_cancellation_and_does_not_
     await asyncio.sleep(0)
     for task in tasks:
         task.cancel()
-    with caplog.at_level(logging.ERROR, logger="liquidations.worker"):
+    with caplog.at_level(logging.ERROR, logger="liquidations.ingest"):
         await asyncio.wait_for(_wait_ended(tasks, timeout=0.2), timeout=5)
     assert "Task stubborn is still running 0.2 s after it was stopped" in caplog.text
     assert "polite" not in caplog.text and tasks[1].cancelled()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.management import BaseCommand, CommandError
 
-from liquidations.fake_exchange import FakeExchange
+from liquidations.devtools.fake_exchange import FakeExchange
 
 logger = logging.getLogger("liquidations.fake_exchange")
 

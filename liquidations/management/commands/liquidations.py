@@ -17,9 +17,9 @@ from django.conf import settings
 from django.core.management import BaseCommand, CommandError
 from django.utils import timezone
 
-from liquidations.selectors import worker_state
-from liquidations.services import worker_request_save, worker_request_withdraw
-from liquidations.worker import WORKER_CHANNEL
+from liquidations.live.contracts import WORKER_CHANNEL
+from liquidations.selectors.status import worker_state
+from liquidations.services.worker_state import worker_request_save, worker_request_withdraw
 
 ACTIONS = {"start": "stream.start", "stop": "stream.stop", "status": "stream.status"}
 # What the worker's recorded state is once each request is done.

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from liquidations.bulk import bulk_load_synthetic
+from liquidations.devtools.bulk import bulk_load_synthetic
 
 
 class Command(BaseCommand):

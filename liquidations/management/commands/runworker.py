@@ -10,7 +10,8 @@ from channels.layers import get_channel_layer
 from channels.management.commands.runworker import Command as ChannelsRunworker
 from django.core.management import CommandError
 
-from liquidations.worker import WORKER_CHANNEL, LiquidationWorker, worker_create
+from liquidations.ingest.worker import LiquidationWorker, worker_create
+from liquidations.live.contracts import WORKER_CHANNEL
 
 logger = logging.getLogger(__name__)
 

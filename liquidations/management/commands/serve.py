@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         from twisted.internet import defer, reactor
 
-        from liquidations.worker import worker_create
+        from liquidations.ingest.worker import worker_create
         from orderfox.asgi import application
 
         host = options["host"] or settings.HOST

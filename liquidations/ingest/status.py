@@ -1,0 +1,27 @@
+"""What the ingest reports of itself: counters and state, sent to `liquidations status`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+
+@dataclass
+class IngestStatus:
+    state: str = "stopped"
+    url: str = ""
+    connected_since: datetime | None = None
+    last_event_at: datetime | None = None
+    events_received: int = 0
+    events_stored: int = 0
+    duplicates_skipped: int = 0
+    malformed_dropped: int = 0
+    reconnects: int = 0
+    symbols_synced_at: datetime | None = None
+
+    def as_message(self) -> dict:
+        """Return the status as plain values (channel-layer messages are msgpack)."""
+        data = asdict(self)
+        for key in ("connected_since", "last_event_at", "symbols_synced_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data

@@ -1,0 +1,41 @@
+"""The live protocol in one place: channel names, groups, message types, frame limits.
+
+The worker publishes to groups; each web process's fan-out hub joins them and writes
+frames to viewer sockets. Everything that both sides must agree on is named here.
+"""
+
+from __future__ import annotations
+
+# The Channels worker channel that `manage.py runworker liquidations` serves; it accepts
+# stream.start, stream.stop and stream.status (with an optional reply_channel).
+WORKER_CHANNEL = "liquidations"
+
+# Row batches: every row goes to the all-market group and to its symbol's group.
+GROUP_ALL = "liquidations.all"
+BATCH_MESSAGE_TYPE = "liquidations.batch"
+# Dashboard headers listen here for the worker's state (lower case: never a symbol group).
+WORKER_STATUS_GROUP = "worker.status"
+WORKER_STATUS_MESSAGE_TYPE = "worker.status"
+# The stats strip of one scope (all-market or a symbol), rendered once a second.
+STATS_MESSAGE_TYPE = "liquidations.stats"
+
+# The table holds 50 rows: a frame carries the newest 50 that pass the viewer's filter.
+MAX_ROWS = 50
+
+# Close codes the browser sees (static/js/dashboard.js keeps its handling in step).
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_NOT_FOUND = 4404
+
+
+def symbol_group(symbol: str) -> str:
+    """Return the channel-layer group of one symbol (symbols are validated upstream)."""
+    return f"liquidations.{symbol}"
+
+
+def stats_group(symbol: str | None) -> str:
+    """Return the group whose members get the stats strip of one scope.
+
+    Separate from the feed groups, which carry only row batches (their contract).
+    """
+    return f"stats.{symbol}" if symbol else "stats.all"

@@ -1,0 +1,388 @@
+"""One fan-out hub per process: channel-layer groups in, one frame per filter out.
+
+Every viewer socket used to join its three groups itself, so each batch woke every
+consumer task in the process, which then filtered the rows and built its own frame
+(about 45 µs per viewer per batch in Channels' dispatch, the filter and the send: most of
+a daphne process's CPU with 500 viewers, make bench). The hub joins each group once per
+process, on a channel of its own, while at least one local viewer wants it. Its fan-out
+task takes everything that arrived since its last cycle, merges the row batches, builds
+each distinct frame once per distinct filter and hands it to every viewer with that
+filter, one after the other, with no task switch per viewer. While a cycle runs, new
+messages pile up for the next: batching adapts to the load, nothing waits on a timer.
+
+Each distinct frame is also encoded once per round as WebSocket bytes; under daphne a
+viewer's copy is then one send() on its socket (wire.py), else the ASGI send. Sends are
+awaited inline and never suspend under daphne: what a socket cannot take at once waits
+in Twisted's buffer for that socket, so a slow or dead viewer costs its own memory, never
+the others' time (autobahn's ping timeout closes a peer that stops reading). A send that
+raises drops that viewer from the hub, not the hub.
+
+Groups carry three message types: "liquidations.batch" (rows, filtered per viewer),
+"worker.status" (forwarded when its state or last event changed for that viewer) and
+"liquidations.stats" (forwarded as is). Messages are shared between viewers: read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..selectors.filters import FeedFilter
+from .contracts import BATCH_MESSAGE_TYPE, MAX_ROWS, STATS_MESSAGE_TYPE
+from .contracts import WORKER_STATUS_MESSAGE_TYPE as STATUS_MESSAGE_TYPE
+from .frames import rows_oob
+from .wire import text_frame
+
+logger = logging.getLogger(__name__)
+
+# Sends between two yields to the event loop, so a long cycle lets the channel layer's
+# readers (and, through the ASGI send, Twisted's writes) run between its viewers.
+YIELD_EVERY = 50
+# Layers forget group members after a while (the in-memory and core layers: a day;
+# the in-memory layer also drops a member whose message expired): re-join well before.
+GROUP_REFRESH_SECONDS = 600.0
+RETRY_INITIAL_SECONDS = 0.5
+RETRY_MAX_SECONDS = 10.0
+
+StatusKey = tuple[str, int | None]
+
+
+class Viewer(Protocol):
+    """What the hub needs from a viewer socket (LiquidationFeedConsumer)."""
+
+    feed_filter: FeedFilter
+    # The (state, last_event_ms) of the worker status last sent to this viewer.
+    status_forwarded: StatusKey | None
+
+    async def send_frame(self, frame: str, wire: bytes | None = None) -> None: ...
+
+
+def rows_frame(rows: Sequence[dict], feed_filter: FeedFilter) -> str | None:
+    """Return the frame of the newest MAX_ROWS rows passing the filter, newest first.
+
+    Rows come oldest first (a batch, or several merged in arrival order) and are
+    prepended as one block, so the newest must lead it. The html is the worker's
+    autoescaped rendering of _row.html; only the fixed wrapper is added here.
+    """
+    everything = feed_filter.side == "" and not feed_filter.min_usd
+    picked = []
+    for row in reversed(rows):
+        if everything or feed_filter.matches(usd=row["usd"], side=row["side"]):
+            picked.append(row["html"])
+            if len(picked) == MAX_ROWS:
+                break
+    if not picked:
+        return None
+    return rows_oob("".join(picked))
+
+
+def status_key(message: dict) -> StatusKey:
+    return (message.get("state", ""), message.get("last_event_ms"))
+
+
+@dataclass(eq=False)
+class _Group:
+    """One channel-layer group the hub is in, and the local viewers who want it."""
+
+    name: str
+    viewers: dict[Viewer, None] = field(default_factory=dict)
+    channel: str | None = None
+    # Set once the first attempt to join the group is over (joined or failed).
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+
+
+@dataclass
+class _Merged:
+    """What one cycle has for one group: rows in arrival order, the latest of the rest."""
+
+    rows: list[dict] = field(default_factory=list)
+    status: dict | None = None
+    stats_html: str | None = None
+
+
+class _Cycle:
+    """The frames of one fan-out round, each built once and shared by its viewers.
+
+    A viewer gets one frame per round: its rows, then the worker status if it changed for
+    that viewer, then its stats strip, all hx-swap-oob fragments (like the catch-up
+    frame). Under load every round carries rows, so the status and the strip, each once
+    a second, ride along instead of costing every viewer two more frames.
+    """
+
+    def __init__(self, merged: dict[_Group, _Merged]) -> None:
+        self.merged = merged
+        self.built = 0
+        self._rows: dict[tuple, str | None] = {}
+        self._joined: dict[tuple[int, ...], str] = {}
+        self._wire: dict[int, bytes] = {}
+
+    def wire(self, frame: str) -> bytes:
+        """Return the frame as WebSocket bytes, encoded once per round for all viewers."""
+        # Every frame of the round stays referenced by this cycle, so its id is stable.
+        wire = self._wire.get(id(frame))
+        if wire is None:
+            wire = self._wire[id(frame)] = text_frame(frame)
+        return wire
+
+    def frame_for(self, viewer: Viewer, groups: Sequence[_Group]) -> str | None:
+        rows = status = stats = None
+        for group in groups:
+            parts = self.merged.get(group)
+            if parts is None:
+                continue
+            if parts.rows:
+                rows = self._rows_frame(group, parts.rows, viewer.feed_filter)
+            if parts.status is not None:
+                key = status_key(parts.status)
+                if viewer.status_forwarded != key:
+                    # Every second from the worker; unchanged, the page ticks the age.
+                    viewer.status_forwarded = key
+                    status = parts.status["html"]
+            if parts.stats_html is not None:
+                stats = parts.stats_html
+        pieces = [piece for piece in (rows, status, stats) if piece is not None]
+        if len(pieces) < 2:
+            return pieces[0] if pieces else None
+        key = tuple(map(id, pieces))
+        frame = self._joined.get(key)
+        if frame is None:
+            frame = self._joined[key] = "".join(pieces)
+            self.built += 1
+        return frame
+
+    def _rows_frame(self, group: _Group, rows: list[dict], feed_filter: FeedFilter) -> str | None:
+        key = (group.name, feed_filter.min_usd, feed_filter.side)
+        if key not in self._rows:
+            frame = self._rows[key] = rows_frame(rows, feed_filter)
+            self.built += frame is not None
+        return self._rows[key]
+
+
+@dataclass
+class HubCounters:
+    cycles: int = 0
+    messages: int = 0
+    frames_built: int = 0
+    frames_sent: int = 0
+    viewers_dropped: int = 0
+
+
+class FanoutHub:
+    """Channel-layer groups of one process, fanned out to its viewer sockets.
+
+    Get it with fanout_hub(); a hub without viewers stops its tasks and is forgotten.
+    """
+
+    def __init__(self, *, channel_layer) -> None:
+        self.channel_layer = channel_layer
+        self.counters = HubCounters()
+        self._groups: dict[str, _Group] = {}
+        self._viewers: dict[Viewer, tuple[_Group, ...]] = {}
+        self._pending: list[tuple[_Group, dict]] = []
+        self._wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._fanout_task: asyncio.Task | None = None
+        self._refresh_task: asyncio.Task | None = None
+        self._sends_since_yield = 0
+        self._unhandled_types: set[str] = set()
+        self.closed = False
+
+    @property
+    def groups(self) -> dict[str, int]:
+        """Group name → local viewers in it (for tests and logs)."""
+        return {name: len(group.viewers) for name, group in self._groups.items()}
+
+    @property
+    def viewer_count(self) -> int:
+        return len(self._viewers)
+
+    async def join(self, viewer: Viewer, groups: Iterable[str]) -> None:
+        """Register a viewer for these groups; return once the hub is in each of them.
+
+        Joining a group the hub is already in costs nothing on the channel layer. If the
+        layer fails, the viewer stays registered and the hub keeps retrying.
+        """
+        assert not self.closed, "a closed hub takes no viewers"
+        if viewer in self._viewers:
+            raise ValueError("viewer already joined")
+        joined = tuple(self._group(name) for name in dict.fromkeys(groups))
+        self._viewers[viewer] = joined
+        for group in joined:
+            group.viewers[viewer] = None
+        if self._fanout_task is None:
+            self._fanout_task = asyncio.create_task(self._fanout_loop(), name="fanout-hub")
+            self._refresh_task = asyncio.create_task(self._refresh_loop(), name="fanout-refresh")
+        for group in joined:
+            await group.ready.wait()
+
+    async def leave(self, viewer: Viewer) -> None:
+        """Unregister a viewer; leave the groups no other local viewer wants."""
+        await self._close_groups(self._forget(viewer))
+
+    def _group(self, name: str) -> _Group:
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups[name] = _Group(name=name)
+            group.task = asyncio.create_task(self._receive_loop(group), name=f"fanout:{name}")
+        return group
+
+    def _forget(self, viewer: Viewer) -> list[_Group]:
+        """Unregister a viewer now; return its groups left without viewers."""
+        emptied = []
+        for group in self._viewers.pop(viewer, ()):
+            group.viewers.pop(viewer, None)
+            if not group.viewers and self._groups.get(group.name) is group:
+                del self._groups[group.name]
+                emptied.append(group)
+        return emptied
+
+    async def _close_groups(self, groups: list[_Group]) -> None:
+        for group in groups:
+            assert group.task is not None
+            group.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await group.task
+        if not self._viewers and not self._groups and not self.closed:
+            await self._close()
+
+    async def _close(self) -> None:
+        self.closed = True
+        _hubs.pop((asyncio.get_running_loop(), id(self.channel_layer)), None)
+        for task in (self._fanout_task, self._refresh_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def _receive_loop(self, group: _Group) -> None:
+        """Join the group on a channel of the hub's own and queue what arrives there."""
+        layer = self.channel_layer
+        delay = RETRY_INITIAL_SECONDS
+        failing = False
+        try:
+            while True:
+                try:
+                    if group.channel is None:
+                        group.channel = await layer.new_channel()
+                    await layer.group_add(group.name, group.channel)
+                    group.ready.set()
+                    if failing:
+                        logger.info("Fan-out rejoined group %s", group.name)
+                        failing = False
+                    while True:
+                        message = await layer.receive(group.channel)
+                        self._pending.append((group, message))
+                        self._wakeup.set()
+                        delay = RETRY_INITIAL_SECONDS
+                except Exception as exc:
+                    # Redis restarting or unreachable: viewers keep their sockets, the
+                    # hub rejoins (a restarted Redis has forgotten the membership).
+                    logger.warning(
+                        "Fan-out of group %s: channel layer failed (%r); retrying in %.1f s",
+                        group.name,
+                        exc,
+                        delay,
+                    )
+                    failing = True
+                    group.ready.set()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+        finally:
+            if group.channel is not None:
+                try:
+                    await layer.group_discard(group.name, group.channel)
+                except Exception as exc:
+                    logger.warning("Fan-out could not leave group %s: %r", group.name, exc)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            for group in list(self._groups.values()):
+                if group.channel is None:
+                    continue
+                try:
+                    await self.channel_layer.group_add(group.name, group.channel)
+                except Exception as exc:
+                    # The receive loop sees the outage too and rejoins when it ends.
+                    logger.warning("Fan-out could not refresh group %s: %r", group.name, exc)
+
+    # -- fanning out -------------------------------------------------------------------
+
+    async def _fanout_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            pending, self._pending = self._pending, []
+            self.counters.cycles += 1
+            self.counters.messages += len(pending)
+            try:
+                await self._fanout(pending)
+            except Exception:
+                # A bug in one cycle must not end the live feed of the whole process.
+                logger.exception("A fan-out cycle of %d messages failed", len(pending))
+
+    async def _fanout(self, pending: list[tuple[_Group, dict]]) -> None:
+        merged: dict[_Group, _Merged] = {}
+        for group, message in pending:
+            self._merge(merged.setdefault(group, _Merged()), group, message)
+        # A snapshot: viewers may leave (or join) while the cycle yields.
+        viewers = dict.fromkeys(viewer for group in merged for viewer in group.viewers)
+        cycle = _Cycle(merged)
+        for viewer in viewers:
+            frame = cycle.frame_for(viewer, self._viewers.get(viewer, ()))
+            if frame is not None:
+                await self._deliver(viewer, frame, cycle.wire(frame))
+        self.counters.frames_built += cycle.built
+
+    def _merge(self, parts: _Merged, group: _Group, message: dict) -> None:
+        kind = message.get("type")
+        if kind == BATCH_MESSAGE_TYPE:
+            parts.rows.extend(message["rows"])
+        elif kind == STATUS_MESSAGE_TYPE:
+            parts.status = message
+        elif kind == STATS_MESSAGE_TYPE:
+            parts.stats_html = message["html"]
+        elif kind not in self._unhandled_types:
+            self._unhandled_types.add(str(kind))
+            logger.warning(
+                "Fan-out dropped %r messages from group %s: no handler", kind, group.name
+            )
+
+    async def _deliver(self, viewer: Viewer, frame: str, wire: bytes) -> None:
+        if viewer not in self._viewers:
+            return  # left during this cycle
+        try:
+            await viewer.send_frame(frame, wire)
+            self.counters.frames_sent += 1
+        except Exception:
+            logger.exception("Sending a frame to a viewer failed; the viewer leaves the fan-out")
+            self.counters.viewers_dropped += 1
+            emptied = self._forget(viewer)
+            if emptied:
+                task = asyncio.create_task(self._close_groups(emptied))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        self._sends_since_yield += 1
+        if self._sends_since_yield >= YIELD_EVERY:
+            self._sends_since_yield = 0
+            await asyncio.sleep(0)
+
+
+# One hub per (event loop, channel layer); a hub removes itself when its last viewer goes.
+_hubs: dict[tuple[asyncio.AbstractEventLoop, int], FanoutHub] = {}
+
+
+def fanout_hub(channel_layer) -> FanoutHub:
+    """Return this event loop's hub for the channel layer, creating it if needed."""
+    key = (asyncio.get_running_loop(), id(channel_layer))
+    hub = _hubs.get(key)
+    if hub is None:
+        hub = _hubs[key] = FanoutHub(channel_layer=channel_layer)
+    return hub

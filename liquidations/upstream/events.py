@@ -1,0 +1,152 @@
+"""The common liquidation event every venue's frames become, and the parse helpers.
+
+Venue modules (binance.py, ...) validate a frame's fields with these helpers and build one
+LiquidationEvent: Decimal amounts, epoch-millisecond times, the liquidation order's side.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+# Matched whole (fullmatch): "$" would also let a trailing newline through.
+SYMBOL_RE = re.compile(r"[A-Z0-9]{1,30}")
+SIDES = frozenset({"BUY", "SELL"})
+# Largest number the database columns hold (30 digits, 12 decimals).
+MAX_NUMBER = Decimal(10) ** 17
+ZERO = Decimal(0)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NOTIONAL_QUANTUM = Decimal("0.00000001")
+# Timestamps outside 2000-01-01 .. 2200-01-01 (ms) are not exchange timestamps.
+MIN_TIMESTAMP_MS = 946_684_800_000
+MAX_TIMESTAMP_MS = 7_258_118_400_000
+
+
+class MalformedFrame(ValueError):
+    """An upstream frame that is not a valid liquidation event; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidationEvent:
+    symbol: str
+    side: str
+    order_type: str
+    time_in_force: str
+    original_quantity: Decimal
+    price: Decimal
+    average_price: Decimal
+    order_status: str
+    last_filled_quantity: Decimal
+    filled_quantity: Decimal
+    trade_time_ms: int
+    event_time_ms: int
+
+    @property
+    def notional_usd(self) -> Decimal:
+        """Return z × ap, or q × p when Binance reports no average price."""
+        if self.average_price:
+            amount = self.filled_quantity * self.average_price
+        else:
+            amount = self.original_quantity * self.price
+        return amount.quantize(NOTIONAL_QUANTUM)
+
+    @property
+    def trade_time(self) -> datetime:
+        return ms_to_datetime(self.trade_time_ms)
+
+    @property
+    def event_time(self) -> datetime:
+        return ms_to_datetime(self.event_time_ms)
+
+    @property
+    def dedup_key(self) -> tuple[str, str, int, Decimal, Decimal]:
+        # Decimals compare and hash by value: 0.0100 and 0.01 are one key, as in the table.
+        return (
+            self.symbol,
+            self.side,
+            self.trade_time_ms,
+            self.filled_quantity,
+            self.average_price,
+        )
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Return an aware UTC datetime keeping millisecond precision."""
+    return EPOCH + timedelta(milliseconds=ms)  # exact, and half the cost of fromtimestamp
+
+
+def datetime_to_ms(value: datetime) -> int:
+    """Return epoch milliseconds of an aware datetime (exact, no float rounding)."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def is_symbol(value: str) -> bool:
+    """Return whether value is a symbol as the record keeps it (A-Z, 0-9, at most 30)."""
+    return SYMBOL_RE.fullmatch(value) is not None
+
+
+def symbol_normalize(value: str) -> str | None:
+    """Return the symbol in upper case, or None if it cannot be a symbol."""
+    symbol = value.strip().upper()
+    return symbol if is_symbol(symbol) else None
+
+
+def text_field(obj: dict, key: str, *, max_length: int = 30) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise MalformedFrame(f"field {key!r} missing or not a string")
+    if len(value) > max_length:
+        raise MalformedFrame(f"field {key!r} longer than {max_length} characters")
+    return value
+
+
+def number_field(obj: dict, key: str) -> Decimal:
+    value = obj.get(key)
+    if type(value) is str:
+        # The usual case, checked at once: half the cost of the checks below, which
+        # explain what is wrong with anything this does not accept.
+        number = _decimal_in_range(value)
+        if number is not None:
+            return number
+    # Binance sends decimals as strings; a bare number would lose precision in JSON.
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise MalformedFrame(f"field {key!r} missing or not a number")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise MalformedFrame(f"field {key!r} is not numeric: {str(value)[:30]!r}") from None
+    if not number.is_finite():
+        raise MalformedFrame(f"field {key!r} is not finite: {value!r}")
+    if number < 0:
+        raise MalformedFrame(f"field {key!r} is negative: {value!r}")
+    if number >= MAX_NUMBER:
+        raise MalformedFrame(f"field {key!r} is out of range: {str(value)[:30]!r}")
+    return number
+
+
+def _decimal_in_range(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() and ZERO <= number < MAX_NUMBER else None
+
+
+def millis_field(obj: dict, key: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedFrame(f"field {key!r} missing or not an integer timestamp")
+    if not MIN_TIMESTAMP_MS <= value < MAX_TIMESTAMP_MS:
+        raise MalformedFrame(f"field {key!r} timestamp out of range: {value}")
+    return value
+
+
+def precision_field(obj: dict, key: str) -> int:
+    """Return a number of decimal places (0-18) or raise MalformedFrame."""
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 18:
+        raise MalformedFrame(f"field {key!r} is not a precision: {value!r}")
+    return value
