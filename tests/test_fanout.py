@@ -139,6 +139,7 @@ def test_serve_web_runs_several_daphne_processes_on_one_port(tmp_path):
 @pytest.mark.production
 async def test_pubsub_named_channels_are_private_to_their_prefix():
     from django.conf import settings
+
     from liquidations.live.layers import RedisPubSubChannelLayer
 
     hosts = [settings.REDIS_URL]

@@ -31,7 +31,7 @@ class Command(BaseCommand):
         from orderfox.asgi import application
 
         host = options["host"] or settings.HOST
-        port = options["port"] or settings.PORT
+        port = settings.PORT if options["port"] is None else options["port"]
         run_worker = settings.EMBEDDED_WORKER and not options["no_worker"]
         worker = worker_create() if run_worker else None
 

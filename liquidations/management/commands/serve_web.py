@@ -68,7 +68,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         host = options["host"] or settings.HOST
-        port = options["port"] or settings.PORT
+        port = settings.PORT if options["port"] is None else options["port"]
         count = options["processes"]
         if count < 1:
             raise CommandError("--processes must be at least 1.")
