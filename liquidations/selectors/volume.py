@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import NotSupportedError
 from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Func, Q, Sum
@@ -63,13 +64,15 @@ class EpochBucket(Func):
 
     output_field = BigIntegerField()
 
-    def __init__(self, expression, *, seconds: int) -> None:
+    def __init__(self, expression: Any, *, seconds: int) -> None:
         if not isinstance(seconds, int) or seconds <= 0:
             raise ValueError(f"bucket length must be a positive int, not {seconds!r}")
         super().__init__(expression)
         self.seconds = seconds
 
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(  # type: ignore[override]  # the keyword arguments Func adds are unused
+        self, compiler: Any, connection: Any, **extra_context: Any
+    ) -> tuple[str, list[Any]]:
         (expression,) = self.get_source_expressions()
         sql, params = compiler.compile(expression)
         return epoch_bucket_sql(connection.vendor, sql, self.seconds), params

@@ -56,7 +56,7 @@ def liquidation_date_hierarchy(cl) -> dict:
         year = int(year)
         month = int(month) if month else None
         day = int(day) if day else None
-        if day:
+        if day and month:
             chosen = date(year, month, day)
     except (TypeError, ValueError):
         return {"show": False}
