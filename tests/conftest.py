@@ -164,6 +164,18 @@ class LiveApp:
             timeout=60,
         )
 
+    def create_superuser(self, username: str, password: str) -> None:
+        """Create an admin login in this app's own database."""
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "createsuperuser", "--no-input"]
+            + ["--username", username, "--email", f"{username}@example.invalid"],
+            env={**self.env, "DJANGO_SUPERUSER_PASSWORD": password},
+            cwd=REPO,
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
+
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
