@@ -17,9 +17,9 @@ sys.path.insert(0, str(REPO))
 
 from playwright.async_api import async_playwright  # noqa: E402
 
-from liquidations.fake_exchange import FakeExchange  # noqa: E402
+from liquidations.devtools.fake_exchange import FakeExchange  # noqa: E402
 from tests.conftest import LiveApp  # noqa: E402
-from tests.test_phone_browser import _wide_events  # noqa: E402
+from tests.factories import wide_events  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -36,7 +36,7 @@ async def main(output: Path) -> None:
             feed = None
             try:
                 await exchange.wait_for_clients(1, timeout=20)
-                for event in _wide_events(exchange):
+                for event in wide_events(exchange):
                     await exchange.broadcast(event)
                 feed = asyncio.create_task(exchange.generate(rate=8))
                 await asyncio.sleep(6)  # a stored minute of liquidations for the stats strip

@@ -9,13 +9,8 @@ import urllib.request
 
 import pytest
 
-from tests.test_browser import (  # noqa: F401 - the fixture
-    OUTPUT,
-    ROWS,
-    WAIT_MS,
-    browser,
-    feeding,
-)
+from tests.conftest import OUTPUT, ROWS, WAIT_MS, feeding
+from tests.factories import wide_events
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -130,24 +125,6 @@ FITS_PHONE_JS = """
 """
 
 
-def _wide_events(exchange) -> list[dict]:
-    """Liquidations with the widest figures a cascade brings: big amounts, long quantities."""
-    sizes = [
-        ("BTCUSDT", "SELL", "386.812"),  # about $33.8M: the stats strip's widest amount
-        ("ETHUSDT", "BUY", "9871.204"),  # about $29M
-        ("1000000MOGUSDT", "SELL", "10041246.3"),  # the longest symbol, a long quantity
-        ("1000BONKUSDT", "BUY", "266768"),
-        ("1000PEPEUSDT", "SELL", "987654321"),  # about $4M
-        ("FARTCOINUSDT", "BUY", "3456789.1"),
-    ]
-    events = []
-    for symbol, side, quantity in sizes:
-        event = exchange.synthetic_event(symbol=symbol)
-        event["o"].update(S=side, q=quantity, l=quantity, z=quantity)
-        events.append(event)
-    return events
-
-
 def _stored_count(url: str) -> int:
     with urllib.request.urlopen(url, timeout=5) as response:
         return len(json.loads(response.read()))
@@ -182,7 +159,7 @@ async def _live_rows(page) -> None:
 async def test_page_fits_a_phone(browser, live_app, page_name):  # noqa: F811
     exchange = live_app.exchange
     await exchange.wait_for_clients(1, timeout=20)
-    for event in _wide_events(exchange):
+    for event in wide_events(exchange):
         await exchange.broadcast(event)
     await _wait_stored(live_app, 6)
 
