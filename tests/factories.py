@@ -116,3 +116,13 @@ def liq(
 ) -> dict:
     """A payload whose USD amount is exactly z × ap."""
     return force_order(symbol=symbol, side=side, z=z, ap=ap, q=z, l=z, T=T, **extra)
+
+
+def roll_up(*, now_ms: int) -> None:
+    """Roll every stored row up as the worker would, its clock at now_ms."""
+    from liquidations.services.rollup import liquidation_rollup_catch_up
+    from liquidations.upstream.events import ms_to_datetime
+
+    liquidation_rollup_catch_up(
+        now=ms_to_datetime(now_ms), settled_before=ms_to_datetime(now_ms + 10**12)
+    )
