@@ -134,3 +134,13 @@ def wide_events(exchange) -> list[dict]:
         event["o"].update(S=side, q=quantity, l=quantity, z=quantity)
         events.append(event)
     return events
+
+
+def roll_up(*, now_ms: int) -> None:
+    """Roll every stored row up as the worker would, its clock at now_ms."""
+    from liquidations.services.rollup import liquidation_rollup_catch_up
+    from liquidations.upstream.events import ms_to_datetime
+
+    liquidation_rollup_catch_up(
+        now=ms_to_datetime(now_ms), settled_before=ms_to_datetime(now_ms + 10**12)
+    )
