@@ -120,11 +120,7 @@ def liquidation_volume(
                         F("start") / seconds * seconds, output_field=BigIntegerField()
                     )
                 )
-                .annotate(
-                    buy=Sum("usd", filter=Q(side=Side.BUY)),
-                    sell=Sum("usd", filter=Q(side=Side.SELL)),
-                    count=Sum("count"),
-                )
+                .annotate(**_side_sums("usd"), count=Sum("count"))
                 .order_by()
             )
             _add_buckets(buckets, rolled)
@@ -135,12 +131,8 @@ def liquidation_volume(
             )
     grouped = (
         raw.values(bucket=EpochBucket("trade_time", seconds=seconds))
-        .annotate(
-            buy=Sum("notional_usd", filter=Q(side=Side.BUY)),
-            sell=Sum("notional_usd", filter=Q(side=Side.SELL)),
-            # trade_time, not id: the covering index holds it, so no heap visit.
-            count=Count("trade_time"),
-        )
+        # trade_time, not id: the covering index holds it, so no heap visit.
+        .annotate(**_side_sums("notional_usd"), count=Count("trade_time"))
         .order_by()
     )
     _add_buckets(buckets, grouped)
@@ -160,6 +152,14 @@ def _volume_rollup(*, seconds: int, start: datetime):
     if seconds % 60 == 0 and state["minutes_from"] and start >= state["minutes_from"]:
         return LiquidationMinute, 60, state["last_id"]
     return None
+
+
+def _side_sums(usd: str) -> dict[str, Sum]:
+    """Shorts liquidated (BUY orders) and longs liquidated (SELL orders), summed apart."""
+    return {
+        "buy": Sum(usd, filter=Q(side=Side.BUY)),
+        "sell": Sum(usd, filter=Q(side=Side.SELL)),
+    }
 
 
 def _add_buckets(buckets: dict[int, list], rows) -> None:
