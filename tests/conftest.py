@@ -298,15 +298,18 @@ def fetch(url: str) -> str:
 
 
 async def settled_rows(url: str) -> list[int]:
-    """Return the row ids of a fresh load once the app has stored the last events."""
-    previous = None
-    for _ in range(20):
+    """Return the row ids of a fresh load once the app has stored the last events.
+
+    Settled means unchanged over three loads a second apart: on a busy machine the
+    worker can pause longer than one interval with events still in its backlog.
+    """
+    seen: list[list[int]] = []
+    for _ in range(30):
         html = await asyncio.to_thread(fetch, url)
-        ids = sorted(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', html))
-        if ids == previous:
-            return ids
-        previous = ids
-        await asyncio.sleep(0.5)
+        seen.append(sorted(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', html)))
+        if len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]:
+            return seen[-1]
+        await asyncio.sleep(1.0)
     raise AssertionError(f"rows kept changing with the feed stopped: {url}")
 
 
