@@ -124,7 +124,7 @@ class FakeMarket:
                 self._record(client, request["method"], request.get("params", []))
 
     def _record(self, client: MarketClient, method: str, streams: Iterable[str]) -> None:
-        market = tuple(s for s in streams if "@forceOrder" not in s)
+        market = tuple(s for s in streams if "forceOrder" not in s)
         if market:
             self.log.append(
                 SubscriptionRecord(time.time(), self.clients[client], client.route, method, market)
@@ -149,7 +149,7 @@ class FakeMarket:
 
     def active_streams(self) -> list[str]:
         return sorted(
-            {s for c in self.clients if c.routed for s in c.streams if "@forceOrder" not in s}
+            {s for c in self.clients if c.routed for s in c.streams if "forceOrder" not in s}
         )
 
     # -- streams ---------------------------------------------------------------------
