@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ CI = os.environ.get("CI") == "true"
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_CAPTURE = SHARED_DATA / "binance-force-orders-2025-12-27.jsonl"
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_OUTPUT = REPO / "test-output"
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -235,3 +238,24 @@ def live_app(tmp_path, fake_exchange):
         yield app
     finally:
         app.stop()
+
+
+@pytest.fixture
+async def browser():
+    """Headless Debian Chromium through Playwright (skips without it, fails under CI)."""
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        skip_or_fail("Chromium not found at /usr/bin/chromium (apt install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        skip_or_fail("playwright is not installed (pip install -r requirements-dev.txt)")
+    BROWSER_OUTPUT.mkdir(exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -6,41 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, LiveApp, skip_or_fail
+from tests.conftest import REPO, LiveApp
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = REPO / "test-output"
 WAIT_MS = 20_000
 ROWS = "#liquidation-rows tr.liq-row"
-
-
-@pytest.fixture
-async def browser():
-    if not CHROMIUM.exists() and not shutil.which("chromium"):
-        skip_or_fail("Chromium not found at /usr/bin/chromium (apt install chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        skip_or_fail("playwright is not installed (pip install -r requirements-dev.txt)")
-    OUTPUT.mkdir(exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @contextlib.asynccontextmanager

@@ -29,7 +29,8 @@ from ..selectors.market import BOOK_DEPTHS, MarketSpec, symbol_market_spec
 from ..upstream.binance_market import TIMEFRAMES
 from ..upstream.events import is_symbol
 from .contracts import CLOSE_NOT_FOUND, CLOSE_POLICY, CLOSE_TOO_BIG
-from .market_hub import MarketHub, MarketSettings, market_hub
+from .market_frames import MarketSettings
+from .market_hub import MarketHub, market_hub
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class MarketConsumer(AsyncWebsocketConsumer):
 
     symbol = ""
     price_places = 2
+    quantity_places = 3
     hub: MarketHub | None = None
     spec: MarketSpec | None = None
 
@@ -102,7 +104,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
         if spec is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.symbol, self.spec, self.price_places = symbol, spec, spec.price_precision
+        self.symbol, self.spec = symbol, spec
+        self.price_places, self.quantity_places = spec.price_precision, spec.quantity_precision
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")[:256]))
         defaults = {
             "timeframe": DEFAULT_TIMEFRAME,

@@ -24,9 +24,7 @@ import logging
 import os
 import socket
 from collections import deque
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
 
@@ -43,45 +41,21 @@ from .contracts import (
     market_group,
     symbol_group,
 )
-from .market_render import book_html, candle_live_html, state_html, tape_liquidation_html, tape_oob
+from .market_frames import (
+    MarketGroup,
+    MarketRound,
+    MarketSettings,
+    MarketViewer,
+    initial_frame,
+    viewer_frame,
+)
+from .market_render import tape_liquidation_html
 
 logger = logging.getLogger(__name__)
 
 FRAME_INTERVAL = 0.1
 RETRY_SECONDS = 1.0
-PANELS = {"trades": "trades", "book": "book", "kline": "candles"}
 _hub_ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class MarketSettings:
-    """What one viewer asked for: the candles' timeframe, the book's rounding and depth."""
-
-    timeframe: str
-    rounding: Decimal
-    depth: int
-
-
-class MarketViewer(Protocol):
-    symbol: str
-    market_settings: MarketSettings
-    price_places: int
-
-    async def send_frame(self, frame: str) -> None: ...
-
-
-@dataclass(eq=False)
-class _Group:
-    name: str
-    kind: str  # "trades", "book", "kline" or "liquidations"
-    symbol: str
-    stream: str | None
-    viewers: dict[MarketViewer, None] = field(default_factory=dict)
-    task: asyncio.Task | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    book: dict[str, Any] | None = None
-    kline: dict[str, Any] | None = None
-    state: str | None = None
 
 
 def viewer_groups(
@@ -100,17 +74,6 @@ def viewer_groups(
     return groups
 
 
-@dataclass
-class _Round:
-    """What one fan-out round brings: new tape rows per symbol, changed groups."""
-
-    tape: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    changed: set[_Group] = field(default_factory=set)
-    # Groups whose panel state changed this round.
-    states: set[_Group] = field(default_factory=set)
-    cache: dict[tuple, str] = field(default_factory=dict)
-
-
 class MarketHub:
     """The market groups of one process, fanned out to its symbol-page sockets."""
 
@@ -118,10 +81,10 @@ class MarketHub:
         self.channel_layer = channel_layer
         self.hub_id = f"{socket.gethostname()}-{os.getpid()}-{next(_hub_ids)}"
         self.frames_sent = 0
-        self._groups: dict[str, _Group] = {}
-        self._viewers: dict[MarketViewer, list[_Group]] = {}
+        self._groups: dict[str, MarketGroup] = {}
+        self._viewers: dict[MarketViewer, list[MarketGroup]] = {}
         self._tapes: dict[str, deque[tuple[int, str]]] = {}
-        self._pending: list[tuple[_Group, dict[str, Any]]] = []
+        self._pending: list[tuple[MarketGroup, dict[str, Any]]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.closed = False
@@ -157,7 +120,9 @@ class MarketHub:
             await self._stop_group(group)
         for group in groups:
             await group.ready.wait()
-        await self._send_initial(viewer, groups)
+        frame = initial_frame(self._tapes.get(viewer.symbol), viewer, groups)
+        if frame:
+            await self._send(viewer, frame)
 
     async def leave(self, viewer: MarketViewer) -> None:
         groups = self._viewers.pop(viewer, [])
@@ -169,14 +134,16 @@ class MarketHub:
         if not self._viewers and not self.closed:
             await self._close()
 
-    def _group(self, name: str, kind: str, symbol: str, stream: str | None) -> _Group:
+    def _group(self, name: str, kind: str, symbol: str, stream: str | None) -> MarketGroup:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups[name] = _Group(name=name, kind=kind, symbol=symbol, stream=stream)
+            group = self._groups[name] = MarketGroup(
+                name=name, kind=kind, symbol=symbol, stream=stream
+            )
             group.task = asyncio.create_task(self._receive_loop(group), name=f"market:{name}")
         return group
 
-    def _release(self, group: _Group, viewer: MarketViewer) -> bool:
+    def _release(self, group: MarketGroup, viewer: MarketViewer) -> bool:
         """Remove the viewer from the group; True when the group has no viewer left."""
         group.viewers.pop(viewer, None)
         if group.viewers or self._groups.get(group.name) is not group:
@@ -186,7 +153,7 @@ class MarketHub:
             self._tapes.pop(group.symbol, None)
         return True
 
-    async def _stop_group(self, group: _Group) -> None:
+    async def _stop_group(self, group: MarketGroup) -> None:
         if group.task is not None:
             group.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -220,7 +187,7 @@ class MarketHub:
 
     # -- receiving ---------------------------------------------------------------------
 
-    async def _receive_loop(self, group: _Group) -> None:
+    async def _receive_loop(self, group: MarketGroup) -> None:
         layer = self.channel_layer
         channel: str | None = None
         try:
@@ -260,8 +227,8 @@ class MarketHub:
             except Exception:
                 logger.exception("A market fan-out round of %d messages failed", len(pending))
 
-    async def _fanout(self, pending: list[tuple[_Group, dict[str, Any]]]) -> None:
-        current = _Round()
+    async def _fanout(self, pending: list[tuple[MarketGroup, dict[str, Any]]]) -> None:
+        current = MarketRound()
         for group, message in pending:
             self._absorb(current, group, message)
         viewers = dict.fromkeys(v for g in current.changed | current.states for v in g.viewers)
@@ -273,11 +240,11 @@ class MarketHub:
             groups = self._viewers.get(viewer)
             if groups is None:
                 continue
-            frame = self._frame(current, viewer, groups)
+            frame = viewer_frame(current, viewer, groups)
             if frame:
                 await self._send(viewer, frame)
 
-    def _absorb(self, current: _Round, group: _Group, message: dict[str, Any]) -> None:
+    def _absorb(self, current: MarketRound, group: MarketGroup, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == MARKET_TRADES_MESSAGE_TYPE:
             self._set_state(current, group, "live")
@@ -296,76 +263,19 @@ class MarketHub:
         elif kind == MARKET_STATE_MESSAGE_TYPE:
             self._set_state(current, group, str(message.get("state", "")))
 
-    def _set_state(self, current: _Round, group: _Group, state: str) -> None:
+    def _set_state(self, current: MarketRound, group: MarketGroup, state: str) -> None:
         if group.state != state:
             group.state = state
             current.states.add(group)
 
-    def _tape_rows(self, current: _Round, group: _Group, rows: list[tuple[int, str]]) -> None:
+    def _tape_rows(
+        self, current: MarketRound, group: MarketGroup, rows: list[tuple[int, str]]
+    ) -> None:
         if not rows:
             return
         current.tape.setdefault(group.symbol, []).extend(rows)
         tape = self._tapes.setdefault(group.symbol, deque(maxlen=MARKET_TAPE_ROWS))
         tape.extendleft(sorted(rows))
-
-    def _frame(self, current: _Round, viewer: MarketViewer, groups: list[_Group]) -> str:
-        pieces = []
-        new_rows = current.tape.get(viewer.symbol)
-        if new_rows:
-            key = ("tape", viewer.symbol)
-            if key not in current.cache:
-                newest = sorted(new_rows, reverse=True)[:MARKET_TAPE_ROWS]
-                current.cache[key] = tape_oob([html for _t, html in newest])
-            pieces.append(current.cache[key])
-        for group in groups:
-            if group in current.states:
-                pieces.extend(self._state_piece(group, current.cache))
-            if group in current.changed:
-                pieces.extend(self._group_pieces(group, viewer, current.cache))
-        return "".join(pieces)
-
-    def _state_piece(self, group: _Group, cache: dict[tuple, str]) -> list[str]:
-        if group.kind not in PANELS or not group.state:
-            return []
-        key = ("state", group.name, group.state)
-        if key not in cache:
-            cache[key] = state_html(panel=PANELS[group.kind], state=group.state)
-        return [cache[key]]
-
-    def _group_pieces(
-        self, group: _Group, viewer: MarketViewer, cache: dict[tuple, str]
-    ) -> list[str]:
-        pieces = []
-        key: tuple
-        if group.kind == "book" and group.book is not None:
-            chosen = viewer.market_settings
-            key = ("book", group.name, chosen.rounding, chosen.depth, viewer.price_places)
-            if key not in cache:
-                cache[key] = book_html(
-                    group.book,
-                    rounding=chosen.rounding,
-                    depth=chosen.depth,
-                    price_places=viewer.price_places,
-                )
-            pieces.append(cache[key])
-        elif group.kind == "kline" and group.kline is not None:
-            key = ("kline", group.name)
-            if key not in cache:
-                cache[key] = candle_live_html(group.kline)
-            pieces.append(cache[key])
-        return pieces
-
-    async def _send_initial(self, viewer: MarketViewer, groups: list[_Group]) -> None:
-        cache: dict[tuple, str] = {}
-        pieces = []
-        tape = self._tapes.get(viewer.symbol)
-        if tape:
-            pieces.append(tape_oob([html for _t, html in tape], replace=True))
-        for group in groups:
-            pieces.extend(self._state_piece(group, cache))
-            pieces.extend(self._group_pieces(group, viewer, cache))
-        if pieces:
-            await self._send(viewer, "".join(pieces))
 
     async def _send(self, viewer: MarketViewer, frame: str) -> None:
         try:

@@ -60,7 +60,7 @@ def trade_row(trade: AggTrade) -> TradeRow:
         time_ms=trade.time_ms,
         time_iso=iso,
         clock=iso[11:23],
-        price=format(trade.price, "f"),
+        price=format(trade.price, ",f"),
         quantity=format(trade.quantity, "f"),
         usd_value=format(usd, "f"),
         usd_display=format(usd.quantize(ONE, rounding=ROUND_HALF_UP), ",f"),
@@ -180,7 +180,14 @@ def book_view(
     }
 
 
-def book_html(message: dict[str, Any], *, rounding: Decimal, depth: int, price_places: int) -> str:
+def book_html(
+    message: dict[str, Any],
+    *,
+    rounding: Decimal,
+    depth: int,
+    price_places: int,
+    quantity_places: int | None = None,
+) -> str:
     """Render the book of a market.book message for one rounding and depth (an oob swap)."""
     state = message.get("state", "connecting")
     view = book_view(message, rounding=rounding, depth=depth, price_places=price_places)
@@ -188,8 +195,8 @@ def book_html(message: dict[str, Any], *, rounding: Decimal, depth: int, price_p
     places = view["places"]
     cumulative = _cumulative(view["bids"]) + _cumulative(view["asks"])
     largest = max(cumulative, default=Decimal(0)) or ONE
-    bid_rows = _levels_html("bid", view["bids"], places, largest, render)
-    ask_rows = _levels_html("ask", view["asks"], places, largest, render)
+    bid_rows = _levels_html("bid", view["bids"], places, quantity_places, largest, render)
+    ask_rows = _levels_html("ask", view["asks"], places, quantity_places, largest, render)
     ask_rows.reverse()  # highest ask on top, best ask next to the spread
     context = {
         "oob": True,
@@ -220,7 +227,12 @@ def _cumulative(levels: list[Level]) -> list[Decimal]:
 
 
 def _levels_html(
-    side: str, levels: list[Level], places: int, largest: Decimal, render: Callable
+    side: str,
+    levels: list[Level],
+    places: int,
+    quantity_places: int | None,
+    largest: Decimal,
+    render: Callable[[object], str],
 ) -> list[str]:
     rows = []
     total = Decimal(0)
@@ -232,13 +244,19 @@ def _levels_html(
                 BookLevel(
                     side=side,
                     price=_price(price, places),
-                    quantity=format(qty.normalize(), "f"),
-                    total=format(total.normalize(), "f"),
+                    quantity=_quantity(qty, quantity_places),
+                    total=_quantity(total, quantity_places),
                     fill=format(fill, "f"),
                 )
             ).strip()
         )
     return rows
+
+
+def _quantity(value: Decimal, places: int | None) -> str:
+    if places is None:
+        return format(value.normalize(), "f")
+    return format(value.quantize(Decimal(1).scaleb(-places)), ",f")
 
 
 def _price(value: Decimal, places: int) -> str:

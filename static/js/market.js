@@ -102,6 +102,8 @@
     var all = rows.querySelectorAll("tr");
     for (var i = TAPE_ROWS; i < all.length; i++) all[i].remove();
     liveCandle();
+    // The kline stream may be live while the candles' history is not: say what is shown.
+    if (panel.dataset.candles === "no") setPanelState("candles", "unavailable", "Unavailable");
   });
 
   bookPanel.querySelectorAll("select").forEach(function (select) {
@@ -135,8 +137,6 @@
     delta = chart.addSeries(LWC.LineSeries, {
       color: css("--huge-edge", "#ffc400"), lineWidth: 2, priceLineVisible: false, priceFormat: usd,
     }, 1);
-    var panes = chart.panes();
-    if (panes[1]) panes[1].setStretchFactor(0.4);
     panel.series = { candles: candles, shorts: shorts, longs: longs, delta: delta };
   }
 
@@ -228,7 +228,14 @@
     markers = body.markers.map(function (m) { return { time: m.time, side: m.side, usd: parseFloat(m.usd) }; });
     showMarkers();
     notice.hidden = !body.candles_error;
-    notice.textContent = body.candles_error ? body.candles_error + " The liquidation volume is shown without them." : "";
+    notice.textContent = body.candles_error ?
+      body.candles_error.replace(/\.?$/, ".") + " The liquidation volume is shown without them." : "";
+    // Without candles the volume takes the chart; with them, a pane under the candles.
+    var panes = chart.panes();
+    if (panes[1]) {
+      panes[0].setStretchFactor(body.candles.length ? 1 : 0.15);
+      panes[1].setStretchFactor(body.candles.length ? 0.4 : 1);
+    }
     panel.dataset.candles = body.candles.length ? "yes" : "no";
     if (!body.candles.length) setPanelState("candles", "unavailable", "Unavailable");
   }
