@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from decimal import Decimal, InvalidOperation
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -52,10 +53,9 @@ def settings_parse(data: dict[str, object], *, spec: MarketSpec) -> MarketSettin
     timeframe = data.get("timeframe")
     if timeframe not in TIMEFRAMES:
         raise BadSettings(f"timeframe must be one of {', '.join(TIMEFRAMES)}")
-    depth = data.get("depth")
-    if isinstance(depth, str) and depth.isdigit():
-        depth = int(depth)
-    if depth not in BOOK_DEPTHS:
+    raw_depth = data.get("depth")
+    depth = int(raw_depth) if isinstance(raw_depth, str) and raw_depth.isdigit() else raw_depth
+    if not isinstance(depth, int) or depth not in BOOK_DEPTHS:
         raise BadSettings(f"depth must be one of {', '.join(map(str, BOOK_DEPTHS))}")
     raw = data.get("rounding")
     try:
@@ -79,10 +79,11 @@ class MarketConsumer(AsyncWebsocketConsumer):
     hub: MarketHub | None = None
     spec: MarketSpec | None = None
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve the socket without a channel of its own: everything comes through the hub."""
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        # Never None: settings.CHANNEL_LAYERS always configures the default layer.
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
         self.base_send = send
         try:
             await await_many_dispatch([receive], self.dispatch)

@@ -171,7 +171,8 @@ def book_view(
         bids=False,
         complete=message.get("asks_complete", True),
     )
-    places = max(price_places, -rounding.normalize().as_tuple().exponent, 0)
+    exponent = rounding.normalize().as_tuple().exponent
+    places = max(price_places, -exponent if isinstance(exponent, int) else 0, 0)
     return {
         "bids": bids,
         "asks": asks,

@@ -31,7 +31,7 @@ def _bad(detail: str, status: int = 400) -> JsonResponse:
 
 
 def _limit(raw: str | None) -> int:
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return DEFAULT_CANDLES
     try:
         value = int(raw, 10)
@@ -43,7 +43,7 @@ def _limit(raw: str | None) -> int:
 
 
 def _min_usd(raw: str | None) -> Decimal:
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return DEFAULT_MARKER_USD
     try:
         value = Decimal(raw)
