@@ -72,6 +72,18 @@ async def test_candles_volume_tape_and_book_live_and_rounding_on_the_open_socket
     # A liquidation of the symbol passes through the tape, highlighted.
     await exchange.broadcast(exchange.synthetic_event(symbol="BTCUSDT"))
     await page.wait_for_selector("#trade-rows tr.trade-liquidation", timeout=WAIT_MS)
+    # Its marker shows on the candles from a threshold of $0, not from $100M.
+    await page.fill("#candle-chart input[name=marker_usd]", "0")
+    await page.wait_for_function(
+        "s => parseInt(document.querySelector(s).dataset.markersShown) >= 1",
+        arg=CANVAS,
+        timeout=WAIT_MS,
+    )
+    await page.fill("#candle-chart input[name=marker_usd]", "100000000")
+    await page.wait_for_function(
+        "s => document.querySelector(s).dataset.markersShown === '0'", arg=CANVAS, timeout=WAIT_MS
+    )
+    await page.fill("#candle-chart input[name=marker_usd]", "0")
     await page.screenshot(path=BROWSER_OUTPUT / "market-panels.png")
 
     # Rounding 10 (×100 the tick): aggregated on the open socket, no reload, no new socket.

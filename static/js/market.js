@@ -174,7 +174,9 @@
 
   function showMarkers() {
     var min = threshold();
-    markerLayer.setMarkers(markers.filter(function (m) { return m.usd >= min; }).map(function (m) {
+    var shown = markers.filter(function (m) { return m.usd >= min; });
+    canvas.dataset.markersShown = String(shown.length);
+    markerLayer.setMarkers(shown.map(function (m) {
       var long = m.side === "SELL";
       return {
         time: m.time, position: long ? "belowBar" : "aboveBar",
