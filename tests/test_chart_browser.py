@@ -78,7 +78,11 @@ async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, brow
     kept = await page.evaluate(
         "() => document.getElementById('candle-chart').chart.timeScale().getVisibleLogicalRange()"
     )
-    assert (kept["from"], kept["to"]) == (view["from"], view["to"])
+    # The right edge stays put; the left may shift by a fraction of a bar when the price
+    # axis's labels change width (the plot area narrows, the bar spacing is kept). A view
+    # moved to the newest bars would be off by hundreds.
+    assert kept["to"] == view["to"]
+    assert kept["from"] == pytest.approx(view["from"], abs=1)
     assert int(await page.get_attribute(CANVAS, "data-bars")) >= bars_before
     # The stats strip was pushed live too: its 1h count now includes both.
     await page.wait_for_function(

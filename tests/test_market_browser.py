@@ -98,6 +98,8 @@ async def test_candles_volume_tape_and_book_live_and_rounding_on_the_open_socket
     )
     assert prices and all(Decimal(p.replace(",", "")) % 10 == 0 for p in prices)
     assert await page.evaluate("() => window.notReloaded === true")
+    # The tape came again whole with the new settings; its liquidation is still one marker.
+    assert (await _data(page, CANVAS))["markersShown"] == "1"
     assert sockets == sockets_before
     assert (await _data(page, "#market-panels"))["sockets"] == "1"
     await page.select_option("#order-book select[name=depth]", "10")

@@ -227,7 +227,9 @@
       series[0].push(p[0]); series[1].push(p[1]); series[2].push(p[2]);
     });
     shorts.setData(series[0]); longs.setData(series[1]); delta.setData(series[2]);
-    markers = body.markers.map(function (m) { return { time: m.time, side: m.side, usd: parseFloat(m.usd) }; });
+    markers = body.markers.map(function (m) {
+      return { key: markerKey(m.time_ms, m.side, m.usd), time: m.time, side: m.side, usd: parseFloat(m.usd) };
+    });
     showMarkers();
     notice.hidden = !body.candles_error;
     notice.textContent = body.candles_error ?
@@ -270,12 +272,19 @@
     publish();
   }
 
+  function markerKey(timeMs, side, usd) {
+    return timeMs + ":" + side + ":" + parseFloat(usd).toFixed(2);
+  }
+
   // A liquidation of this symbol passed in the tape: its marker, and fresh volume bars.
   function liquidationPassed(row) {
     var usd = parseFloat(row.dataset.usd), timeMs = parseInt(row.dataset.time, 10);
     var size = SECONDS[timeframe], time = Math.floor(timeMs / 1000 / size) * size;
-    markers.push({ time: time, side: row.dataset.side, usd: usd });
-    if (markers.length && candles) showMarkers();
+    var key = markerKey(timeMs, row.dataset.side, row.dataset.usd);
+    // A tape sent again whole (new settings) brings its liquidations again: one marker each.
+    if (markers.some(function (m) { return m.key === key; })) return;
+    markers.push({ key: key, time: time, side: row.dataset.side, usd: usd });
+    if (candles) showMarkers();
     scheduleRefresh();
   }
 
