@@ -221,6 +221,7 @@ def start_app(mode: str, ps: procs.Processes, loadgen: LoadGen, args) -> tuple[i
     port = procs.free_port()
     upstream = {
         "BINANCE_WS_BASE_URL": loadgen.ws_base_url,
+        "BINANCE_WS_PUBLIC_URL": loadgen.ws_public_url,
         "BINANCE_REST_BASE_URL": loadgen.rest_base_url,
         "LIQUIDATION_SYMBOLS": "",
     }

@@ -6,6 +6,7 @@ Sections (each a subprocess, so every mode gets its own settings):
                              plus the channel-layer comparison (pub/sub vs core)
   pages    bench/pages.py    5 million rows in PostgreSQL vs a static file
   memory   bench/memory.py   worker RSS after a warm-up vs after 1 million events
+  market   bench/market.py   symbol-page market panels: 100 viewers across 20 symbols
 
 Results go to bench/results/<UTC time>.json and bench/results/latest.json.
 """
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench import procs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("ingest", "latency", "layers", "pages", "memory")
+SECTIONS = ("ingest", "latency", "layers", "pages", "memory", "market")
 
 
 def log(text: str) -> None:
@@ -130,6 +131,11 @@ def pages(opts) -> dict:
 def memory(opts) -> dict:
     log(f"memory: worker RSS over {opts.memory_events:,} events")
     return run_json(["bench/memory.py", "--events", str(opts.memory_events)], timeout=3600)
+
+
+def market(opts) -> dict:
+    log("market: 100 viewers across 20 symbol pages (serve_web x2 + runworker, Redis pub/sub)")
+    return run_json(["bench/market.py", "--duration", str(max(opts.duration, 20.0))])
 
 
 def _tmpdir(name: str) -> str:
@@ -256,6 +262,8 @@ def table(results: dict) -> str:
                 f"growth ≤ 10% {_mark(m['growth'] <= 0.10)} ({m['growth']:+.1%})",
             )
         )
+    if "market" in results:
+        rows.extend(_market_rows(results["market"]))
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
     lines = [
         "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |"
@@ -263,6 +271,51 @@ def table(results: dict) -> str:
     ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def _market_rows(m: dict) -> list[tuple[str, ...]]:
+    """Rows of the market-panels bench: subscriptions, CPU, frame rates, book latency."""
+    wanted = m["symbols"]
+    by_type = m["upstream"]["streams_by_type"]
+    subs = m["upstream"]["subscribes_by_type"]
+    one_each = all(by_type.get(t) == wanted and subs.get(t) == wanted for t in by_type) and (
+        len(by_type) == 3
+    )
+    cpu = m["cpu"]["by_process"]
+    frames, books = m["frames_per_viewer_per_s"], m["book_frames_per_viewer_per_s"]
+    lat = m["depth_event_to_book_frame_ms"]
+    label = f"Market, {m['viewers']} viewers × {wanted} symbols"
+    return [
+        (
+            f"{label}: upstream streams by type (subscribes)",
+            ", ".join(f"{t} {n} ({subs.get(t)})" for t, n in sorted(by_type.items())),
+            "",
+            "",
+            f"{wanted} per type {_mark(one_each)}",
+        ),
+        (
+            f"{label}: CPU cores (web, worker; machine busy)",
+            f"{cpu.get('web', 0):.2f}, {cpu.get('worker', 0):.2f}",
+            f"{m['cpu']['machine_busy']:.0%}",
+            "",
+            "",
+        ),
+        (
+            f"{label}: frames/s per viewer, all (book)",
+            f"{frames['mean']:.1f} / max {frames['max']:.1f} "
+            f"({books['mean']:.1f} / {books['max']:.1f})",
+            "",
+            "",
+            f"≤ ~10 (≤ ~4) {_mark(frames['max'] <= 10.5 and books['max'] <= 4.5)}",
+        ),
+        (
+            f"{label}: depth event → book frame ms",
+            f"{_ms(lat['median'])} / {_ms(lat['p99'])}",
+            "",
+            "",
+            "",
+        ),
+    ]
 
 
 def machine() -> dict:

@@ -266,3 +266,21 @@ BINANCE_PING_TIMEOUT_SECONDS = 20.0
 BINANCE_REST_TIMEOUT_SECONDS = 15.0
 BINANCE_EXCHANGE_INFO_REFRESH_SECONDS = 3600.0
 BINANCE_EXCHANGE_INFO_RETRY_SECONDS = 60.0
+
+# Market data for the symbol page (candles, trades tape, order book; docs/market-data.md).
+# Depth streams live on Binance's /public route; klines and aggTrade on /market
+# (BINANCE_WS_BASE_URL). The worker subscribes a stream while some viewer watches it.
+BINANCE_WS_PUBLIC_URL = env_str("BINANCE_WS_PUBLIC_URL", "wss://fstream.binance.com/public").rstrip(
+    "/"
+)
+# How long a stream stays subscribed after its last viewer left (a returning viewer, a
+# reload, costs no new SUBSCRIBE).
+MARKET_UNSUBSCRIBE_GRACE_SECONDS = 30.0
+# Web processes renew their watch this often; the worker forgets a watch not renewed within
+# the lease (a web process that died).
+MARKET_WATCH_RENEW_SECONDS = 10.0
+MARKET_WATCH_LEASE_SECONDS = 35.0
+# Candles from GET /fapi/v1/klines are reused this long per (symbol, timeframe).
+MARKET_KLINES_CACHE_SECONDS = 10.0
+# Levels of the REST snapshot a local order book starts from (weight 20).
+MARKET_DEPTH_SNAPSHOT_LIMIT = 1000

@@ -28,5 +28,6 @@ done
 
 echo "Dashboard: http://$host:$port/   admin: http://$host:$port/admin/   (Ctrl-C stops both)"
 BINANCE_WS_BASE_URL="ws://127.0.0.1:$exchange_port/market" \
+BINANCE_WS_PUBLIC_URL="ws://127.0.0.1:$exchange_port/public" \
 BINANCE_REST_BASE_URL="http://127.0.0.1:$exchange_port" \
 HOST=$host PORT=$port "$python" manage.py serve

@@ -118,6 +118,7 @@ async def fake_exchange():
 def upstream_settings(settings, fake_exchange):
     """Point the ingest at the fake exchange, with tiny reconnect delays."""
     settings.BINANCE_WS_BASE_URL = fake_exchange.ws_base_url
+    settings.BINANCE_WS_PUBLIC_URL = fake_exchange.ws_public_url
     settings.BINANCE_REST_BASE_URL = fake_exchange.rest_base_url
     settings.LIQUIDATION_SYMBOLS = []
     settings.BINANCE_RECONNECT_INITIAL_SECONDS = 0.05
@@ -139,6 +140,7 @@ class LiveApp:
         ws_base_url: str,
         rest_base_url: str,
         server_args: list[str] | None = None,
+        ws_public_url: str = "",
     ) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
@@ -155,6 +157,8 @@ class LiveApp:
             DJANGO_SETTINGS_MODULE="orderfox.settings",
             ORDERFOX_DATA_DIR=str(data_dir),
             BINANCE_WS_BASE_URL=ws_base_url,
+            # The /public route beside /market (depth streams): never the real exchange.
+            BINANCE_WS_PUBLIC_URL=ws_public_url or ws_base_url.rsplit("/", 1)[0] + "/public",
             BINANCE_REST_BASE_URL=rest_base_url,
             LIQUIDATION_SYMBOLS="",
             PYTHONUNBUFFERED="1",
@@ -242,6 +246,7 @@ def live_app(tmp_path, fake_exchange):
         data_dir=tmp_path,
         ws_base_url=fake_exchange.ws_base_url,
         rest_base_url=fake_exchange.rest_base_url,
+        ws_public_url=fake_exchange.ws_public_url,
     )
     app.exchange = fake_exchange
     app.start()

@@ -1,4 +1,5 @@
-"""The symbol page's volume chart and stats strip in a real browser, fed live."""
+"""The symbol page's chart (candles over the liquidation volume) and stats strip in a real
+browser, fed live."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.conftest import OUTPUT, WAIT_MS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-CANVAS = "#volume-chart .volume-chart-canvas"
+CANVAS = "#candle-chart .candle-chart-canvas"
 
 
 def _orders(url: str) -> list[dict]:
@@ -32,7 +33,7 @@ async def _stored(live_app, symbol: str, count: int) -> None:
             await asyncio.sleep(0.1)
 
 
-async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, browser):  # noqa: F811
+async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, browser):
     exchange = live_app.exchange
     await exchange.wait_for_clients(1, timeout=20)
     await exchange.broadcast(exchange.synthetic_event(symbol="BTCUSDT"))
@@ -58,7 +59,7 @@ async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, brow
     # The user zooms into older bars; a live update must not move the view.
     view = {"from": 10, "to": 60}
     await page.evaluate(
-        "v => document.getElementById('volume-chart').chart.timeScale().setVisibleLogicalRange(v)",
+        "v => document.getElementById('candle-chart').chart.timeScale().setVisibleLogicalRange(v)",
         view,
     )
     bars_before = int(await page.get_attribute(CANVAS, "data-bars"))
@@ -74,9 +75,13 @@ async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, brow
     after = float(await page.get_attribute(CANVAS, "data-total"))
     assert after == pytest.approx(before + usd, abs=0.02)  # the API's cents
     kept = await page.evaluate(
-        "() => document.getElementById('volume-chart').chart.timeScale().getVisibleLogicalRange()"
+        "() => document.getElementById('candle-chart').chart.timeScale().getVisibleLogicalRange()"
     )
-    assert (kept["from"], kept["to"]) == (view["from"], view["to"])
+    # The right edge stays put; the left may shift by a fraction of a bar when the price
+    # axis's labels change width (the plot area narrows, the bar spacing is kept). A view
+    # moved to the newest bars would be off by hundreds.
+    assert kept["to"] == view["to"]
+    assert kept["from"] == pytest.approx(view["from"], abs=1)
     assert int(await page.get_attribute(CANVAS, "data-bars")) >= bars_before
     # The stats strip was pushed live too: its 1h count now includes both.
     await page.wait_for_function(
@@ -87,7 +92,7 @@ async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, brow
            }""",
         timeout=WAIT_MS,
     )
-    await page.click("#volume-chart button[data-timeframe='1m']")
+    await page.click("#candle-chart button[data-timeframe='1m']")
     await page.wait_for_function(
         "s => document.querySelector(s).dataset.state === 'ready' && "
         "parseFloat(document.querySelector(s).dataset.total) > 0",

@@ -25,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..live.contracts import WORKER_CHANNEL
 from ..services.worker_state import worker_request_take
+from .market import MarketFeed
 from .pipeline import Ingest
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class LiquidationWorkerConsumer(AsyncConsumer):
     """Handle stream.start / stream.stop / stream.status on the worker channel."""
 
     ingest: Ingest | None = None
+    market: MarketFeed | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         """Dispatch what the worker hands in from channel "liquidations", one at a time.
@@ -79,7 +81,19 @@ class LiquidationWorkerConsumer(AsyncConsumer):
         ingest = self._ingest()
         await ingest.stop()
         await ingest.aclose()
+        if self.market is not None:
+            await self.market.close()
         raise StopConsumer()
+
+    async def market_watch(self, message: dict) -> None:
+        """Take the streams one web process's viewers watch (live/market_hub.py)."""
+        hub, streams = message.get("hub"), message.get("streams")
+        if not isinstance(hub, str) or not isinstance(streams, dict):
+            logger.warning("Dropped a malformed market.watch message: %.200r", message)
+            return
+        if self.market is None:
+            self.market = MarketFeed(channel_layer=self.channel_layer)
+        await self.market.watch(hub=hub, streams=streams)
 
     def _ingest(self) -> Ingest:
         if self.ingest is None:
@@ -89,8 +103,14 @@ class LiquidationWorkerConsumer(AsyncConsumer):
     async def _reply(self, message: dict) -> None:
         reply_channel = message.get("reply_channel")
         if reply_channel:
+            market = self.market.status() if self.market is not None else None
             await self.channel_layer.send(
-                reply_channel, {"type": "stream.status_reply", **self._ingest().status.as_message()}
+                reply_channel,
+                {
+                    "type": "stream.status_reply",
+                    **self._ingest().status.as_message(),
+                    "market": market,
+                },
             )
 
 

@@ -39,3 +39,24 @@ def stats_group(symbol: str | None) -> str:
     Separate from the feed groups, which carry only row batches (their contract).
     """
     return f"stats.{symbol}" if symbol else "stats.all"
+
+
+# Market data of the symbol page (candles, trades tape, order book): web processes' market
+# hubs send the worker channel "market.watch" {"hub": <id>, "streams": {<stream>: <viewers>}},
+# every stream their viewers watch, on every change and every MARKET_WATCH_RENEW_SECONDS.
+# The worker holds one upstream subscription per stream watched by any hub and publishes
+# each stream to its group: "market.trades" (rendered tape rows), "market.kline" (the live
+# candle), "market.book" (the top of the local book, rendered by each hub per rounding and
+# depth) and "market.state" (a stream's upstream state, for the panels' status).
+MARKET_WATCH_MESSAGE_TYPE = "market.watch"
+MARKET_TRADES_MESSAGE_TYPE = "market.trades"
+MARKET_KLINE_MESSAGE_TYPE = "market.kline"
+MARKET_BOOK_MESSAGE_TYPE = "market.book"
+MARKET_STATE_MESSAGE_TYPE = "market.state"
+# The tape keeps this many rows.
+MARKET_TAPE_ROWS = 50
+
+
+def market_group(stream: str) -> str:
+    """Return the group of an upstream stream: btcusdt@depth@100ms → market.btcusdt.depth.100ms."""
+    return "market." + stream.replace("@", ".")

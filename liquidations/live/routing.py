@@ -4,12 +4,14 @@ from typing import Any
 
 from django.urls import path
 
-from . import consumers
+from . import consumers, market_consumer
 
 # Channels routes ASGI apps through Django's path(); django-stubs types it for views only.
 feed: Any = consumers.LiquidationFeedConsumer.as_asgi()
+market: Any = market_consumer.MarketConsumer.as_asgi()
 
 websocket_urlpatterns = [
     path("ws/liquidations/", feed),
     path("ws/liquidations/<str:symbol>/", feed),
+    path("ws/market/<str:symbol>/", market),
 ]

@@ -130,6 +130,17 @@ class UpstreamClient:
         if self._ws is not None:
             await self._ws.close()
 
+    async def send(self, text: str) -> bool:
+        """Send one text message on the open connection; False when there is none."""
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(text)
+        except ConnectionClosed:
+            return False
+        return True
+
     async def _notify(self, callback: Callable[..., Awaitable[None]], *args: object) -> None:
         try:
             await callback(*args)

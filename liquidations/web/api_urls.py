@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api, api_range
+from . import api, api_range, market
 
 app_name = "api"
 
@@ -12,6 +12,7 @@ urlpatterns = [
         api.liquidation_volume,
         name="liquidation_volume",
     ),
+    path("market-chart/<str:symbol>/<str:timeframe>", market.market_chart, name="market_chart"),
     path("liquidation-orders", api.liquidation_orders, name="liquidation_orders"),
     path("liquidations", api_range.liquidations, name="liquidations"),
     path("liquidations/paged", api_range.liquidations_paged, name="liquidations_paged"),

@@ -14,9 +14,11 @@ from django_htmx.middleware import HtmxDetails
 
 from ..selectors.feed import liquidation_feed, liquidation_last_id, liquidation_rows
 from ..selectors.filters import MIN_USD_PRESETS, SIDE_CHOICES, FeedFilter
+from ..selectors.market import BOOK_DEPTHS, symbol_market_spec
 from ..selectors.stats import page_stats_context
 from ..selectors.status import worker_status
 from ..selectors.symbols import symbol_exists, symbol_search
+from ..selectors.volume import TIMEFRAMES
 from ..upstream.events import is_symbol
 
 PAGE_ROWS = 50
@@ -70,9 +72,22 @@ def _feed(request: HtmxHttpRequest, *, symbol: str | None) -> HttpResponse:
     else:
         context["worker_status"] = worker_status()
         context.update(page_stats_context(symbol=symbol))
+        if symbol:
+            context["market"] = _market_context(symbol)
         response = render(request, "liquidations/index.html", context)
     patch_vary_headers(response, ("HX-Request",))
     return response
+
+
+def _market_context(symbol: str) -> dict[str, object]:
+    """What the market panels of a symbol page need (market.js does the rest)."""
+    return {
+        "spec": symbol_market_spec(symbol=symbol),
+        "timeframes": list(TIMEFRAMES),
+        "depths": BOOK_DEPTHS,
+        "marker_usd": 100_000,
+        "ws_url": f"/ws/market/{symbol}/",
+    }
 
 
 def _filter_url(path: str, *, min_usd: str, side: str) -> str:

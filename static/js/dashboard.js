@@ -21,6 +21,11 @@
   var statusElt = null;
   var clockSkewMs = 0;
 
+  // The symbol page's market panels have a socket of their own (market.js): not ours.
+  function otherSocket(evt) {
+    return evt.target && evt.target.id === "market-panels";
+  }
+
   function reconnectDelay(retry) {
     var base = Math.min(10000, 500 * Math.pow(2, retry));
     return base / 2 + Math.random() * base / 2;
@@ -139,11 +144,13 @@
     }, delay);
   }
 
-  document.addEventListener("htmx:wsConnecting", function () {
+  document.addEventListener("htmx:wsConnecting", function (evt) {
+    if (otherSocket(evt)) return;
     if (everConnected) setConnection("reconnecting");
   });
 
   document.addEventListener("htmx:wsOpen", function (evt) {
+    if (otherSocket(evt)) return;
     wrapper = evt.detail.socketWrapper;
     socket = evt.detail.event.target;
     everConnected = true;
@@ -155,6 +162,7 @@
   });
 
   document.addEventListener("htmx:wsClose", function (evt) {
+    if (otherSocket(evt)) return;
     var closed = evt.detail.event.target;
     if (socket && closed !== socket) return;  // an old socket we already replaced
     wrapper = evt.detail.socketWrapper || wrapper;
@@ -169,11 +177,13 @@
     if (EXTENSION_RETRIES.indexOf(code) < 0) scheduleReconnect();
   });
 
-  document.addEventListener("htmx:wsBeforeMessage", function () {
+  document.addEventListener("htmx:wsBeforeMessage", function (evt) {
+    if (otherSocket(evt)) return;
     lastFrameAt = Date.now();
   });
 
-  document.addEventListener("htmx:wsAfterMessage", function () {
+  document.addEventListener("htmx:wsAfterMessage", function (evt) {
+    if (otherSocket(evt)) return;
     adoptRows(true);
   });
 

@@ -16,6 +16,8 @@ from websockets.asyncio.server import ServerConnection
 
 ALL_MARKET_STREAM = "!forceOrder@arr"
 ROUTED_PREFIX = "/market"
+# Routes that deliver streams (market data for the symbol page uses /public too).
+ROUTES = ("market", "public")
 # Binance disconnects a client sending more than this many messages per second.
 MAX_INCOMING_PER_SECOND = 10
 
@@ -41,10 +43,11 @@ class StreamClient:
     routed: bool
     combined: bool
     streams: list[str] = field(default_factory=list)
+    route: str = "market"
 
     def stream_for(self, symbol: str | None) -> str | None:
         """Return the subscribed stream that carries this symbol's events, if any."""
-        if not self.routed:
+        if not self.routed or self.route != "market":
             return None
         for stream in self.streams:
             if stream == ALL_MARKET_STREAM:
@@ -55,14 +58,22 @@ class StreamClient:
 
 
 def client_for(ws: ServerConnection, path: str, query: str) -> StreamClient:
-    if path.startswith(f"{ROUTED_PREFIX}/ws"):
-        stream = path[len(f"{ROUTED_PREFIX}/ws") :].strip("/")
-        return StreamClient(ws, routed=True, combined=False, streams=[stream] if stream else [])
-    if path.rstrip("/") == f"{ROUTED_PREFIX}/stream":
-        names = parse_qs(query).get("streams", [""])[0]
-        return StreamClient(
-            ws, routed=True, combined=True, streams=[s for s in names.split("/") if s]
-        )
+    for route in ROUTES:
+        prefix = f"/{route}"
+        if path.startswith(f"{prefix}/ws"):
+            stream = path[len(f"{prefix}/ws") :].strip("/")
+            return StreamClient(
+                ws, routed=True, combined=False, streams=[stream] if stream else [], route=route
+            )
+        if path.rstrip("/") == f"{prefix}/stream":
+            names = parse_qs(query).get("streams", [""])[0]
+            return StreamClient(
+                ws,
+                routed=True,
+                combined=True,
+                streams=[s for s in names.split("/") if s],
+                route=route,
+            )
     # Retired unrouted paths (and anything else): accepted, acked, silent.
     return StreamClient(ws, routed=False, combined=path.startswith("/stream"))
 

@@ -47,6 +47,7 @@ from .binance import (
     shift_frame,
     symbol_of,
 )
+from .binance_market import FakeMarket
 from .symbols import SYMBOLS, FakeSymbol
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class FakeExchange:
         # Binance publishes at most one liquidation per symbol per second: the second in
         # which each symbol last published.
         self._published_second: dict[str, int] = {}
+        # Klines, depth and aggTrade for the symbol page (binance_market.py).
+        self.market = FakeMarket(symbols=self.symbols, seed=seed)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -107,11 +110,13 @@ class FakeExchange:
             max_size=2**16,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self.market.start()
         logger.info("Fake exchange listening on %s and %s", self.ws_base_url, self.rest_base_url)
 
     async def stop(self) -> None:
         if self._server is None:
             return
+        await self.market.stop()
         self._server.close()
         await self._server.wait_closed()
         self._server = None
@@ -126,6 +131,11 @@ class FakeExchange:
     @property
     def ws_base_url(self) -> str:
         return f"ws://{self._url_host}:{self.port}{ROUTED_PREFIX}"
+
+    @property
+    def ws_public_url(self) -> str:
+        """The `/public` route (depth streams), beside ws_base_url's `/market`."""
+        return f"ws://{self._url_host}:{self.port}/public"
 
     @property
     def rest_base_url(self) -> str:
@@ -372,9 +382,14 @@ class FakeExchange:
     # -- connections -----------------------------------------------------------------
 
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
+        parts = urlsplit(request.path)
+        path = parts.path
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
+        market = self.market.rest(path, parts.query)
+        if market is not None:
+            self.rest_requests += 1
+            return market
         if path.startswith("/fapi/") or path.startswith("/api/"):
             return self._rest(path)
         return _json_response(http.HTTPStatus.NOT_FOUND, {"code": -1, "msg": "Not found."})
@@ -421,6 +436,7 @@ class FakeExchange:
         async with self._changed:
             self._clients.add(client)
             self.accepted_connections += 1
+            self.market.opened(client)
             self._changed.notify_all()
         logger.info("Fake exchange: client connected to %s", ws.request.path)
         try:
@@ -433,6 +449,7 @@ class FakeExchange:
             pass
         finally:
             async with self._changed:
+                self.market.closed(client)
                 self._clients.discard(client)
                 self._changed.notify_all()
             logger.info("Fake exchange: client on %s gone", ws.request.path)
@@ -448,6 +465,7 @@ class FakeExchange:
             if in_window > MAX_INCOMING_PER_SECOND:
                 await ws.close(1008, "Too many requests")
                 return
+            self.market.request_seen(client, message)
             reply = answer(client, message)
             if reply is not None:
                 await ws.send(orjson.dumps(reply).decode())
