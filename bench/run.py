@@ -7,6 +7,9 @@ Sections (each a subprocess, so every mode gets its own settings):
   pages    bench/pages.py    5 million rows in PostgreSQL vs a static file
   memory   bench/memory.py   worker RSS after a warm-up vs after 1 million events
   market   bench/market.py   symbol-page market panels: 100 viewers across 20 symbols
+  scale    bench/scale.py    every history/CSV/API/admin filter combination on a year of
+                             liquidations (--scale-rows, default 20 million, kept in
+                             orderfox_bench_scale_20m), p50/p95 per combination
 
 Results go to bench/results/<UTC time>.json and bench/results/latest.json.
 """
@@ -30,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bench import procs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("ingest", "latency", "layers", "pages", "memory", "market")
+SECTIONS = ("ingest", "latency", "layers", "pages", "memory", "market", "scale")
 
 
 def log(text: str) -> None:
@@ -136,6 +139,17 @@ def memory(opts) -> dict:
 def market(opts) -> dict:
     log("market: 100 viewers across 20 symbol pages (serve_web x2 + runworker, Redis pub/sub)")
     return run_json(["bench/market.py", "--duration", str(max(opts.duration, 20.0))])
+
+
+def scale(opts) -> dict:
+    log(
+        f"scale: every filter combination on {opts.scale_rows:,} rows over a year "
+        "(loaded once, kept)"
+    )
+    return run_json(
+        ["bench/scale.py", "--rows", str(opts.scale_rows), "--reps", str(opts.scale_reps)],
+        timeout=4 * 3600,
+    )
 
 
 def _tmpdir(name: str) -> str:
@@ -250,6 +264,20 @@ def table(results: dict) -> str:
                     f"p95 {_ms(ms['p95'])} ≤ 50 {_mark(ms['p95'] <= 50)}",
                 )
             )
+    if "scale" in results:
+        s = results["scale"]
+        for name, r in s["combinations"].items():
+            ms = r["ms"]
+            target = s["target_p95_ms"]
+            rows.append(
+                (
+                    f"Scale ms at {s['rows'] / 1e6:,.0f} M rows, {name}",
+                    f"{_ms(ms['median'])} / {_ms(ms['p99'])}",
+                    "",
+                    "",
+                    f"p95 {_ms(ms['p95'])} ≤ {target:.0f} {_mark(ms['p95'] <= target)}",
+                )
+            )
     if "memory" in results:
         m = results["memory"]
         mib = 1024 * 1024
@@ -342,6 +370,10 @@ def main() -> None:
     parser.add_argument("--ingest-reps", type=int, default=5)
     parser.add_argument("--page-rows", type=int, default=5_000_000)
     parser.add_argument("--memory-events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--scale-rows", type=int, default=20_000_000, help="rows of the scale part (kept)"
+    )
+    parser.add_argument("--scale-reps", type=int, default=5, help="scale: requests per round")
     parser.add_argument("--table", metavar="JSON", help="print the table of an earlier run")
     opts = parser.parse_args()
     if opts.table:

@@ -66,8 +66,19 @@ class Liquidation(SideMixin, models.Model):
                 include=["side", "notional_usd"],
                 name="liquidation_symbol_newest",
             ),
-            # Finds the row holding a window's largest amount without a second scan.
-            models.Index(fields=["notional_usd"], name="liquidation_usd"),
+            # By amount: the row holding a window's largest amount, and history's rare
+            # amounts ("above $5M": every one of them in a bounded index-only range scan,
+            # then ordered by time; see analytics._rare_amount_page_ids).
+            models.Index(
+                fields=["notional_usd"],
+                include=["trade_time", "id", "side", "symbol"],
+                name="liquidation_usd_cover",
+            ),
+            models.Index(
+                fields=["symbol", "notional_usd"],
+                include=["trade_time", "id", "side"],
+                name="liquidation_symbol_usd",
+            ),
         ]
 
     def __str__(self) -> str:

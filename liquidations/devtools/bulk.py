@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -152,11 +153,13 @@ def bulk_load_synthetic(
     using: str = "default",
     seed: int | None = None,
     end: datetime | None = None,
+    progress: bool = False,
 ) -> LoadResult:
     """Insert `count` synthetic liquidations spread over the last `days`; return timing.
 
     `symbols`: names (profiles of well-known ones are built in) or full profiles;
-    default: 16 busy USD-M contracts.
+    default: 16 busy USD-M contracts. `progress`: a progress bar (rate, ETA) on stderr
+    while rows are written, only when stderr is a terminal.
 
     On PostgreSQL, refreshes the planner statistics and visibility map afterwards
     (VACUUM ANALYZE), so index-only scans work at once, as they would in production;
@@ -175,6 +178,10 @@ def bulk_load_synthetic(
         symbols=symbol_profiles(symbols),
         rng=rng,
     )
+    if progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        rows = tqdm(rows, total=count, unit=" rows", unit_scale=True, mininterval=1, smoothing=0.05)
     connection = connections[using]
     started = time.perf_counter()
     if connection.vendor == "postgresql":

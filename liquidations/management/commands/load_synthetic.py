@@ -18,7 +18,9 @@ class Command(BaseCommand):
         if count <= 0 or days <= 0:
             raise CommandError("--count and --days must be positive")
         try:
-            result = bulk_load_synthetic(count=count, days=days, seed=seed, using=database)
+            result = bulk_load_synthetic(
+                count=count, days=days, seed=seed, using=database, progress=True
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
