@@ -14,7 +14,12 @@ import pytest
 
 CI = os.environ.get("CI") == "true"
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The shared data beside the repository (as in CI); ORDERFOX_SHARED_DATA names another place
+# (a worktree whose parent folder is not the one holding shared/).
+SHARED_DATA = Path(
+    os.environ.get("ORDERFOX_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 REAL_CAPTURE = SHARED_DATA / "binance-force-orders-2025-12-27.jsonl"
 
 

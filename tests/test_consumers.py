@@ -240,7 +240,7 @@ async def test_feed_sockets_carry_no_session_or_user(monkeypatch):
     assert "session" not in scopes[0] and "user" not in scopes[0]
 
 
-@pytest.mark.parametrize("path", ["/ws/liquidations/btc-usdt/", "/ws/liquidations/BTCUSDT%0A/"])
+@pytest.mark.parametrize("path", ["/ws/liquidations/BTC%20USDT/", "/ws/liquidations/BTCUSDT%0A/"])
 async def test_invalid_symbol_path_is_refused(path):
     communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
     connected, code = await communicator.connect()

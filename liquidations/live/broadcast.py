@@ -57,6 +57,7 @@ def message_rows(
     return [
         {
             "id": row.id,
+            "venue": row.venue,
             "symbol": row.symbol,
             "side": row.side,
             "usd": float(row.usd),
