@@ -187,6 +187,7 @@ async def main(args) -> dict:
     settings.BINANCE_WS_BASE_URL = f"ws://127.0.0.1:{exchange.port}/market"
     settings.BINANCE_REST_BASE_URL = f"http://127.0.0.1:{exchange.port}"
     settings.LIQUIDATION_SYMBOLS = []
+    settings.LIQUIDATION_VENUES = ["binance"]
     layer = get_channel_layer()
     listener = Listener(layer)
     channel = await layer.new_channel()

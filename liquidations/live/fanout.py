@@ -48,14 +48,14 @@ GROUP_REFRESH_SECONDS = 600.0
 RETRY_INITIAL_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
 
-StatusKey = tuple[str, int | None]
+StatusKey = tuple[str, str, int | None]
 
 
 class Viewer(Protocol):
     """What the hub needs from a viewer socket (LiquidationFeedConsumer)."""
 
     feed_filter: FeedFilter
-    # The (state, last_event_ms) of the worker status last sent to this viewer.
+    # The (state, venue states, last_event_ms) of the worker status last sent to this viewer.
     status_forwarded: StatusKey | None
 
     async def send_frame(self, frame: str, wire: bytes | None = None) -> None: ...
@@ -81,7 +81,7 @@ def rows_frame(rows: Sequence[dict], feed_filter: FeedFilter) -> str | None:
 
 
 def status_key(message: dict) -> StatusKey:
-    return (message.get("state", ""), message.get("last_event_ms"))
+    return (message.get("state", ""), message.get("venues", ""), message.get("last_event_ms"))
 
 
 @dataclass(eq=False)

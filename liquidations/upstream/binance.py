@@ -34,12 +34,19 @@ class BinanceVenue:
     name = VENUE
     keepalive_message: str | None = None
     ping_always = False
+    needs_listing = False  # the listing is display information only
 
     def __init__(self, *, ws_base_url: str, symbols: Sequence[str] = ()) -> None:
         self.url = stream_url(base_url=ws_base_url, symbols=symbols)
 
     def connect_messages(self) -> list[str]:
         return []
+
+    def new_messages(self) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        return "all-market stream" if "/ws/" in self.url else "combined stream"
 
     def parse(self, raw: bytes | str) -> list[LiquidationEvent]:
         return [parse_frame(raw)]

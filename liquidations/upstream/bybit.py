@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 VENUE = "bybit"
 TOPIC_PREFIX = "allLiquidation."
 MAX_TOPICS_PER_REQUEST = 10
+# A request unanswered this long is sent again with the next listing refresh.
+ACK_TIMEOUT_SECONDS = 10.0
 PING_MESSAGE = '{"op":"ping"}'
 # Position side → the liquidation order's side.
 ORDER_SIDES = {"Buy": "SELL", "Sell": "BUY"}
@@ -48,6 +50,7 @@ class BybitVenue:
     name = VENUE
     keepalive_message: str | None = PING_MESSAGE
     ping_always = True  # Bybit asks for a ping every 20 s, busy or not
+    needs_listing = True  # one topic per listed contract
 
     def __init__(self, *, ws_url: str, symbols: Collection[str] = ()) -> None:
         self.url = ws_url
@@ -74,9 +77,15 @@ class BybitVenue:
         self.pending.clear()
         return self._subscribe(self.wanted)
 
-    def new_messages(self) -> list[str]:
-        """Subscribe the wanted topics neither acked nor awaiting an ack (new listings)."""
-        waiting = {topic for topics, _ in self.pending.values() for topic in topics}
+    def new_messages(self, *, ack_timeout: float = ACK_TIMEOUT_SECONDS) -> list[str]:
+        """Subscribe the wanted topics not acked (new listings, refused or unanswered ones)."""
+        now = time.monotonic()
+        waiting = {
+            topic
+            for topics, at in self.pending.values()
+            if now - at <= ack_timeout
+            for topic in topics
+        }
         todo = [i for i in self.wanted if topic(i) not in self.acked and topic(i) not in waiting]
         return self._subscribe(todo)
 

@@ -50,6 +50,7 @@ class OkxVenue:
     name = VENUE
     keepalive_message: str | None = "ping"
     ping_always = False
+    needs_listing = True  # sizes are in contracts: their value comes from the listing
 
     def __init__(self, *, ws_url: str, symbols: Collection[str] = ()) -> None:
         self.url = ws_url

@@ -41,6 +41,7 @@ class StreamClient:
     routed: bool
     combined: bool
     streams: list[str] = field(default_factory=list)
+    venue: str = "binance"
 
     def stream_for(self, symbol: str | None) -> str | None:
         """Return the subscribed stream that carries this symbol's events, if any."""
