@@ -229,3 +229,56 @@ async def test_an_okx_connection_with_no_traffic_stays_open_because_the_app_ping
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_non_ascii_contract_works_end_to_end(worker, fake_exchange):
+    """Binance lists 币安人生USDT: stored, shown, pushed, searchable in the admin and API."""
+    from urllib.parse import quote
+
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from orderfox.asgi import application
+    from tests.factories import force_order
+
+    symbol = "币安人生USDT"
+    path = quote(symbol)
+    first = force_order(symbol=symbol, side="BUY", z="1000", ap="0.1", q="1000")
+    assert await fake_exchange.broadcast(first) == 1
+    await eventually(stored({"binance": 1}), what="the event stored")
+
+    def pages() -> tuple[str, str, list, str]:
+        client = Client()
+        page = client.get(f"/{path}/").content.decode()
+        api = client.get(f"/api/v1/liquidation-orders?symbol={path}").json()
+        client.force_login(User.objects.create_superuser("root", password="x"))
+        admin = client.get(f"/admin/liquidations/liquidation/?symbol={path}").content.decode()
+        history = client.get(f"/history/?symbol={path}").content.decode()
+        connections.close_all()
+        return page, admin, api, history
+
+    page, admin, api, history = await sync_to_async(pages, thread_sensitive=False)()
+    assert f'<a href="/{path}/">{symbol}</a>' in page
+    assert f'ws-connect="/ws/liquidations/{path}/"' in page
+    assert f">{symbol}<" in admin.split('id="result_list"')[1]
+    assert [(item["symbol"], item["venue"], item["side"]) for item in api] == [
+        (symbol, "binance", "buy")
+    ]
+    assert f'<a href="/{path}/">{symbol}</a>' in history
+
+    communicator = WebsocketCommunicator(
+        application, f"/ws/liquidations/{path}/", headers=[(b"origin", b"http://127.0.0.1:8000")]
+    )
+    assert (await communicator.connect())[0]
+    try:
+        await fake_exchange.broadcast(force_order(symbol="BTCUSDT"))
+        await fake_exchange.broadcast(force_order(symbol=symbol, z="2000", ap="0.1", q="2000"))
+        while True:  # worker status and stats frames may come first
+            text = await communicator.receive_from(timeout=10)
+            if "liquidation-rows" in text:
+                break
+        assert f'data-symbol="{symbol}"' in text and "BTCUSDT" not in text
+        assert "$200" in text
+    finally:
+        await communicator.disconnect()

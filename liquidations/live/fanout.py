@@ -68,10 +68,12 @@ def rows_frame(rows: Sequence[dict], feed_filter: FeedFilter) -> str | None:
     prepended as one block, so the newest must lead it. The html is the worker's
     autoescaped rendering of _row.html; only the fixed wrapper is added here.
     """
-    everything = feed_filter.side == "" and not feed_filter.min_usd
+    everything = feed_filter.is_default
     picked = []
     for row in reversed(rows):
-        if everything or feed_filter.matches(usd=row["usd"], side=row["side"]):
+        if everything or feed_filter.matches(
+            usd=row["usd"], side=row["side"], venue=row.get("venue", "")
+        ):
             picked.append(row["html"])
             if len(picked) == MAX_ROWS:
                 break
@@ -156,7 +158,7 @@ class _Cycle:
         return frame
 
     def _rows_frame(self, group: _Group, rows: list[dict], feed_filter: FeedFilter) -> str | None:
-        key = (group.name, feed_filter.min_usd, feed_filter.side)
+        key = (group.name, feed_filter.min_usd, feed_filter.side, feed_filter.venue)
         if key not in self._rows:
             frame = self._rows[key] = rows_frame(rows, feed_filter)
             self.built += frame is not None

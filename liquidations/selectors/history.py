@@ -55,6 +55,7 @@ class Cursor:
 @dataclass(frozen=True, slots=True)
 class HistoryFilters:
     symbol: str | None = None
+    venue: str | None = None
     side: str | None = None  # Side.BUY / Side.SELL
     min_usd: Decimal | None = None
     start: datetime | None = None  # inclusive
@@ -66,6 +67,8 @@ def liquidation_filtered(*, filters: HistoryFilters) -> QuerySet[Liquidation]:
     queryset = Liquidation.objects.all()
     if filters.symbol:
         queryset = queryset.filter(symbol=filters.symbol)
+    if filters.venue:
+        queryset = queryset.filter(venue=filters.venue)
     if filters.side:
         queryset = queryset.filter(side=filters.side)
     if filters.min_usd:

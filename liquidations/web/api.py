@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 from ..models import Liquidation
 from ..selectors import volume
 from ..selectors.feed import liquidation_feed
+from ..selectors.filters import InvalidFilter, parse_venue
 from ..selectors.history import BadCursor, Cursor, HistoryFilters, liquidation_page
 from ..selectors.symbols import symbol_exists
 from ..upstream.events import (
@@ -22,7 +23,7 @@ from ..upstream.events import (
     ms_to_datetime,
     symbol_normalize,
 )
-from ..upstream.orderfox_api import ITEM_FIELDS, USD_ITEM_KEY, decimal_text
+from ..upstream.orderfox_api import ITEM_FIELDS, USD_ITEM_KEY, VENUE_ITEM_KEY, decimal_text
 
 ORDERS_DEFAULT_LIMIT = 50
 RANGE_DEFAULT_LIMIT = 500
@@ -106,6 +107,14 @@ def symbol_param(raw: str | None, *, required: bool = False) -> str | None:
     return symbol
 
 
+def venue_param(request: HttpRequest) -> str | None:
+    """Return the venue named by ?venue= (None: every venue), or raise BadRequest."""
+    try:
+        return parse_venue(request.GET.get("venue", "")) or None
+    except InvalidFilter as exc:
+        raise BadRequest(str(exc)) from None
+
+
 USD_UNITS = (("B", 1e9), ("M", 1e6), ("K", 1e3))
 
 
@@ -128,7 +137,9 @@ def liquidation_item(liquidation: Liquidation) -> dict:
     item: dict = {}
     for key, field, kind in ITEM_FIELDS:
         value = getattr(liquidation, field)
-        if kind == "ms":
+        if value is None:  # not published by the venue (Bybit, OKX: last fill, event time)
+            item[key] = None
+        elif kind == "ms":
             item[key] = datetime_to_ms(value)
         elif kind == "decimal":
             item[key] = decimal_text(value)
@@ -137,6 +148,7 @@ def liquidation_item(liquidation: Liquidation) -> dict:
         else:
             item[key] = value
     item[USD_ITEM_KEY] = decimal_text(liquidation.notional_usd)
+    item[VENUE_ITEM_KEY] = liquidation.venue
     return item
 
 
@@ -156,10 +168,14 @@ def liquidation_volume(request: HttpRequest, symbol: str, timeframe: str) -> Htt
         )
     symbol_name = symbol_param(symbol, required=True)
     assert symbol_name is not None
-    buckets = volume.liquidation_volume(symbol=symbol_name, seconds=seconds, start=start, end=end)
+    venue = venue_param(request)
+    buckets = volume.liquidation_volume(
+        symbol=symbol_name, seconds=seconds, start=start, end=end, venue=venue
+    )
     # Up to 1,440 buckets of 11 fields: orjson keeps the encoding off the critical path.
     body = {
         "symbol": symbol_name,
+        "venue": venue,
         "timeframe": timeframe,
         "start_time": datetime_to_ms(start),
         "end_time": datetime_to_ms(end),
@@ -186,10 +202,11 @@ def volume_item(bucket: volume.VolumeBucket) -> dict:
 
 @api_view
 def liquidation_orders(request: HttpRequest) -> JsonResponse:
-    """The newest liquidations (all symbols, or `symbol`), newest first, as a list."""
+    """The newest liquidations (all symbols, or `symbol`; every venue, or `venue`) as a list."""
     limit = limit_param(request, default=ORDERS_DEFAULT_LIMIT)
     symbol = symbol_param(request.GET.get("symbol"))
-    items = [liquidation_item(liq) for liq in liquidation_feed(symbol=symbol)[:limit]]
+    venue = venue_param(request)
+    items = [liquidation_item(liq) for liq in liquidation_feed(symbol=symbol, venue=venue)[:limit]]
     return JsonResponse(items, safe=False)
 
 
@@ -199,13 +216,14 @@ def liquidations(request: HttpRequest) -> JsonResponse:
     limit = limit_param(request, default=RANGE_DEFAULT_LIMIT)
     start, end = time_range(request, "start_timestamp", "end_timestamp")
     symbol = symbol_param(request.GET.get("symbol"))
+    venue = venue_param(request)
     token = request.GET.get("cursor")
     try:
         cursor = Cursor.decode(token) if token is not None else None
     except BadCursor as exc:
         raise BadRequest(f"bad cursor: {exc}") from None
     rows, next_cursor = liquidation_page(
-        filters=HistoryFilters(symbol=symbol, start=start, end=end),
+        filters=HistoryFilters(symbol=symbol, venue=venue, start=start, end=end),
         cursor=cursor,
         limit=limit,
         newest_first=False,

@@ -3,6 +3,7 @@
 // Live: when the socket brings this symbol's rows or stats, the recent buckets are
 // fetched again (at most once a second) and updated in place, which keeps the user's
 // zoom and pan; when the clock crosses into a new bucket, an empty bar appears.
+// The venue follows the page's venue filter (#feed data-venue; none: every venue).
 (function () {
   "use strict";
 
@@ -73,8 +74,17 @@
     ];
   }
 
+  function pageVenue() {
+    var feed = document.getElementById("feed");
+    return (feed && feed.dataset.venue) || "";
+  }
+
+  var venue = pageVenue();
+
   function url(startMs, endMs) {
-    return panel.dataset.api + timeframe + "?start_time=" + startMs + "&end_time=" + endMs;
+    var query = "?start_time=" + startMs + "&end_time=" + endMs;
+    if (venue) query += "&venue=" + encodeURIComponent(venue);
+    return panel.dataset.api + timeframe + query;
   }
 
   function publish() {
@@ -178,6 +188,15 @@
     if (current > lastBarTime) { update(current); publish(); }
   }, 1000);
   setInterval(function () { if (canvas.dataset.state === "ready") scheduleRefresh(); }, POLL_MS);
+
+  // The filter bar re-rendered #feed: a new venue filter reloads the chart for it.
+  document.addEventListener("htmx:afterSettle", function () {
+    var next = pageVenue();
+    if (next === venue) return;
+    venue = next;
+    panel.dataset.venue = venue;
+    load();
+  });
 
   panel.querySelectorAll("button[data-timeframe]").forEach(function (button) {
     button.addEventListener("click", function () {
