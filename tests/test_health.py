@@ -43,6 +43,7 @@ def check_streaming_worker_is_healthy(client) -> None:
     assert 2 <= worker["last_event_age_s"] < 60
     assert (worker["events_stored"], worker["malformed_dropped"]) == (1234, 5)
     assert worker["disconnected_for_s"] is None
+    assert worker["venues"] == {"binance": "streaming"}
 
 
 @pytest.mark.django_db

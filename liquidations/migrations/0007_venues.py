@@ -5,7 +5,6 @@ from django.db import migrations, models
 from django.db.models import F
 
 VENUE_CHOICES = [("binance", "Binance"), ("bybit", "Bybit"), ("okx", "OKX")]
-DECIMAL = {"decimal_places": 12, "max_digits": 30}
 
 
 def instrument_is_symbol(apps, schema_editor):
@@ -44,7 +43,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="liquidation",
             name="last_filled_quantity",
-            field=models.DecimalField(blank=True, null=True, **DECIMAL),
+            field=models.DecimalField(blank=True, decimal_places=12, max_digits=30, null=True),
         ),
         migrations.AlterField(
             model_name="liquidation",

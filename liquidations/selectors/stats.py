@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
@@ -54,6 +55,7 @@ class VenueSplit:
 
 VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
 VENUE_ORDER = {venue.value: n for n, venue in enumerate(Venue)}
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,8 @@ def _stats_rolled(*, scopes: list[str | None], windows: list) -> Parts:
     )
     rolled: Parts = defaultdict(dict)
     for row in rows:
-        rolled[row.pop("scope")][row.pop("venue")] = row
+        values: dict[str, Any] = dict(row)
+        rolled[values.pop("scope")][values.pop("venue")] = values
     return rolled
 
 
@@ -171,7 +174,8 @@ def _stats_raw(*, base: QuerySet[Liquidation], windows: list, watermark: int) ->
     rows = base.filter(uncovered).values("symbol", "venue").annotate(**aggregates).order_by()
     raw: Parts = defaultdict(dict)
     for row in rows:
-        raw[row.pop("symbol")][row.pop("venue")] = row
+        values: dict[str, Any] = dict(row)
+        raw[values.pop("symbol")][values.pop("venue")] = values
     return raw
 
 
@@ -190,8 +194,8 @@ def _venue_splits(parts: dict[str, list[dict]], label: str) -> tuple[VenueSplit,
     splits = [
         VenueSplit(
             venue=venue,
-            long_usd=usd_cents(sum(row[f"long_{label}"] or 0 for row in rows)),
-            short_usd=usd_cents(sum(row[f"short_{label}"] or 0 for row in rows)),
+            long_usd=usd_cents(sum((row[f"long_{label}"] or ZERO for row in rows), ZERO)),
+            short_usd=usd_cents(sum((row[f"short_{label}"] or ZERO for row in rows), ZERO)),
         )
         for venue, rows in parts.items()
     ]

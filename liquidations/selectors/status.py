@@ -127,6 +127,8 @@ class WorkerHealth:
     disconnected_for_s: float | None  # None while streaming
     events_stored: int
     malformed_dropped: int
+    # Each venue's state ("absent" with the worker), for the body; health follows `state`.
+    venues: dict[str, str] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -161,4 +163,9 @@ def worker_health(*, now: datetime) -> WorkerHealth:
         disconnected_for_s=(now - down_since).total_seconds() if down_since else None,
         events_stored=row["events_stored"],
         malformed_dropped=row["malformed_dropped"],
+        venues={
+            name: str(venue.get("state", "stopped")) if alive else "absent"
+            for name, venue in (row["venues"] or {}).items()
+            if isinstance(venue, dict)
+        },
     )

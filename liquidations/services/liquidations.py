@@ -58,8 +58,9 @@ def _event_values(
     values = [str(v) if type(v) is Decimal else v for v in _event_attributes(event)]
     if as_db_time is not None:
         for n in _TIME_POSITIONS:
-            if values[n] is not None:
-                values[n] = as_db_time(ms_to_datetime(values[n]))
+            ms = values[n]
+            if isinstance(ms, int):
+                values[n] = as_db_time(ms_to_datetime(ms))
     return values
 
 

@@ -52,7 +52,7 @@ class BinanceVenue:
         return [parse_frame(raw)]
 
 
-def stream_url(*, base_url: str, symbols: list[str] | tuple[str, ...] = ()) -> str:
+def stream_url(*, base_url: str, symbols: Sequence[str] = ()) -> str:
     """Return the routed URL for all symbols, or the combined stream of the given ones."""
     base = base_url.rstrip("/")
     if not symbols:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from typing import cast
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -96,7 +97,8 @@ class Keepalive:
     async def _ping(self, ws: ClientConnection) -> bool | None:
         """Send a WebSocket ping; return whether the pong came in time (None: closed)."""
         try:
-            pong = await ws.ping()
+            # An asyncio.Future resolved with the round trip (the stubs say Awaitable).
+            pong = cast("asyncio.Future[float]", await ws.ping())
         except ConnectionClosed:
             return None
         self.pings_sent += 1

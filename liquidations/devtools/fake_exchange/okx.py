@@ -91,7 +91,7 @@ def instruments(symbols: list[FakeSymbol]) -> dict[str, Any]:
     return {"code": "0", "msg": "", "data": data}
 
 
-def answer(client: OkxClient, message: str | bytes) -> str | None:
+def answer(client: OkxClient, message: str | bytes) -> str:
     """Return OKX's reply (text) to one client message."""
     if message in ("ping", b"ping"):
         client.pings += 1

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import http
-import itertools
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -42,12 +40,11 @@ from .binance import (
     MAX_INCOMING_PER_SECOND,
     ROUTED_PREFIX,
     answer,
-    capture_span_ms,
     client_for,
     payload_of,
-    shift_frame,
     symbol_of,
 )
+from .feed import FeedMixin
 from .symbols import SYMBOLS, FakeSymbol
 from .synthetic import SyntheticMarket
 
@@ -71,7 +68,7 @@ def venue_of_path(path: str) -> str:
     return "binance"
 
 
-class FakeExchange:
+class FakeExchange(FeedMixin):
     """Binance-, Bybit- and OKX-compatible futures exchanges on loopback (streams + REST)."""
 
     def __init__(
@@ -313,96 +310,6 @@ class FakeExchange:
 
     def bring_up(self, venue: str) -> None:
         self.down.discard(venue)
-
-    async def replay(
-        self, path: str | Path, *, rate: float | None = None, loop: bool = False
-    ) -> int:
-        """Send every line of a JSONL capture (combined frames); return frames sent.
-
-        rate: frames per second (None: as fast as the clients take them). With loop,
-        the capture repeats until cancelled; every later pass shifts T and E by the
-        capture's span so the events are new rather than duplicates.
-        """
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-        span_ms = capture_span_ms(lines)
-        sent = 0
-        started = time.monotonic()
-        for lap in itertools.count():
-            for line in lines:
-                if lap:
-                    line = shift_frame(line, lap * span_ms)
-                await self._pace(sent, rate, started)
-                await self.broadcast(line)
-                sent += 1
-            if not loop:
-                break
-        return sent
-
-    async def generate(
-        self,
-        *,
-        rate: float,
-        count: int | None = None,
-        duration: float | None = None,
-        malformed_every: int = 0,
-        venues: Sequence[str] = ("binance",),
-    ) -> int:
-        """Send synthetic liquidations at `rate` per second; return the valid events sent.
-
-        Events go to the venues in turn (each in its own protocol; `events_by_venue`
-        counts them). Stops after `count` valid events or `duration` seconds (neither:
-        until cancelled). With malformed_every=N, one malformed frame of the same venue
-        follows every N valid events (not counted in the return value; see
-        `malformed_sent`).
-        """
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        started = time.monotonic()
-        deadline = None if duration is None else started + duration
-        frames = 0
-        valid = 0
-        while count is None or valid < count:
-            await self._pace(frames, rate, started)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            venue = venues[valid % len(venues)]
-            await self.send(venue, self.venue_event(venue))
-            self.events_sent += 1
-            self.events_by_venue[venue] += 1
-            valid += 1
-            frames += 1
-            if malformed_every and valid % malformed_every == 0:
-                await self._pace(frames, rate, started)
-                bad = VENUE_MALFORMED[venue]
-                await self.send(venue, bad[self.malformed_sent % len(bad)])
-                self.malformed_sent += 1
-                frames += 1
-        return valid
-
-    def synthetic_event(self, *, symbol: str | None = None) -> dict[str, Any]:
-        """Return one realistic forceOrder payload (unique trade time per exchange)."""
-        return self.market.event(symbol=symbol)
-
-    def venue_event(self, venue: str, *, symbol: str | None = None) -> dict[str, Any]:
-        """Return one synthetic liquidation as the venue sends it."""
-        payload = self.market.event(symbol=symbol)
-        if venue == "binance":
-            return payload
-        spec = self.market.spec(payload["o"]["s"])
-        module = bybit if venue == "bybit" else okx
-        return module.from_force_order(payload, spec)
-
-    async def _pace(self, sent: int, rate: float | None, started: float) -> None:
-        if rate is None:
-            # Let clients and other tasks run now and then when sending flat out.
-            if sent % 50 == 0:
-                await asyncio.sleep(0)
-            return
-        delay = started + sent / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif sent % 50 == 0:
-            await asyncio.sleep(0)
 
     # -- connections -----------------------------------------------------------------
 
