@@ -87,6 +87,8 @@ def app_env(*, database_url: str | None = None, redis: bool = False, **extra: st
         DJANGO_SECRET_KEY=SECRET,
         DJANGO_DEBUG="",
         CHANNELS_REDIS_PREFIX=f"orderfox-bench-{os.getpid()}",
+        # The load generator speaks Binance's protocol; nothing may reach a real venue.
+        LIQUIDATION_VENUES="binance",
         PYTHONUNBUFFERED="1",
     )
     if database_url:

@@ -63,29 +63,33 @@ def run_json(args: list[str], *, env: dict | None = None, timeout: float = 1200)
 
 def ingest(opts) -> dict:
     out = {}
-    for name, env in (
-        ("sqlite", procs.app_env(ORDERFOX_DATA_DIR=_tmpdir("ingest"))),
-        (
-            "postgresql",
-            procs.app_env(
-                database_url=procs.pg_create(f"{procs.DB_PREFIX}_ingest"),
-                redis=True,
-            ),
-        ),
+    # Three venues at once: each sends a third of the events, so a run stores as many
+    # events as a Binance-only one.
+    three = ("binance,bybit,okx", max(1, opts.ingest_events // 3))
+    for name, env, (venues, events) in (
+        ("sqlite", procs.app_env(ORDERFOX_DATA_DIR=_tmpdir("ingest")), ("binance", None)),
+        ("postgresql", _ingest_pg_env(), ("binance", None)),
+        ("postgresql, 3 venues", _ingest_pg_env(), three),
     ):
         log(f"ingest: {name}")
         out[name] = run_json(
             [
                 "bench/ingest.py",
                 "--events",
-                str(opts.ingest_events),
+                str(events or opts.ingest_events),
                 "--reps",
                 str(opts.ingest_reps),
+                "--venues",
+                venues,
             ],
             env=env,
         )
     procs.pg_drop(f"{procs.DB_PREFIX}_ingest")
     return out
+
+
+def _ingest_pg_env() -> dict:
+    return procs.app_env(database_url=procs.pg_create(f"{procs.DB_PREFIX}_ingest"), redis=True)
 
 
 def latency(opts) -> dict:
@@ -194,8 +198,11 @@ def table(results: dict) -> str:
             slow_s = min(r["subject_events_per_s"])
             slow_b = min(r["baseline_events_per_s"])
             target = ""
-            if name == "postgresql":
+            if name.startswith("postgresql"):
                 target = f"≥ 10,000/s {_mark(s['median'] >= 10_000)}"
+            if r.get("per_venue"):
+                last = r["per_venue"][-1]["stored"]
+                name += " (" + ", ".join(f"{v} {n:,}" for v, n in last.items()) + " a run, exact)"
             rows.append(
                 (
                     f"Ingest {name}, events/s (p99 = slowest run)",

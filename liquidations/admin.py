@@ -169,13 +169,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class LiquidationAdmin(ReadOnlyAdmin):
     list_display = (
         "trade_time_display",
+        "venue",
         "symbol",
+        "instrument",
         "side_display",
         "quantity_display",
         "average_price_display",
         "usd_display",
     )
-    list_filter = ("side", SymbolFilter, "trade_time")
+    list_filter = ("venue", "side", SymbolFilter, "trade_time")
     search_fields = ("symbol",)
     search_help_text = "Symbol or its beginning, e.g. BTC or 1000PEPEUSDT."
     date_hierarchy = "trade_time"
@@ -259,7 +261,8 @@ class SymbolAdmin(ReadOnlyAdmin):
 
 @admin.register(ConnectionGap)
 class ConnectionGapAdmin(ReadOnlyAdmin):
-    list_display = ("started_at", "ended_at", "duration_display", "reason")
+    list_display = ("venue", "started_at", "ended_at", "duration_display", "reason")
+    list_filter = ("venue",)
     date_hierarchy = "started_at"
     search_fields = ("reason",)
     list_per_page = 100

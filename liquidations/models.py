@@ -10,9 +10,17 @@ DECIMAL: dict[str, Any] = {"max_digits": 30, "decimal_places": 12}
 
 
 class Side(models.TextChoices):
-    # Binance reports the liquidation order's side: a SELL closes a long position.
+    # Every venue's side is stored as the liquidation order's side: a SELL closes a long.
     BUY = "BUY", "Short liquidated"
     SELL = "SELL", "Long liquidated"
+
+
+class Venue(models.TextChoices):
+    """The exchanges recorded (upstream.events.VENUES), with their short names."""
+
+    BINANCE = "binance", "Binance"
+    BYBIT = "bybit", "Bybit"
+    OKX = "okx", "OKX"
 
 
 class SideMixin:
@@ -28,20 +36,27 @@ class SideMixin:
 
 
 class Liquidation(SideMixin, models.Model):
-    """One liquidation order as Binance published it on the forceOrder stream."""
+    """One liquidation as a venue published it, in the common form.
 
+    `symbol` is canonical (base + quote as the venue lists them), `instrument` the venue's
+    own id; `side` is the liquidation order's side and `filled_quantity` is in base units
+    on every venue. Fields a venue does not publish are empty or null.
+    """
+
+    venue = models.CharField(max_length=10, choices=Venue.choices)
+    instrument = models.CharField(max_length=40)
     symbol = models.CharField(max_length=30)
     side = models.CharField(max_length=4, choices=Side.choices)
-    order_type = models.CharField(max_length=20)
-    time_in_force = models.CharField(max_length=10)
+    order_type = models.CharField(max_length=20, blank=True)
+    time_in_force = models.CharField(max_length=10, blank=True)
     original_quantity = models.DecimalField(**DECIMAL)
     price = models.DecimalField(**DECIMAL)
     average_price = models.DecimalField(**DECIMAL)
-    order_status = models.CharField(max_length=20)
-    last_filled_quantity = models.DecimalField(**DECIMAL)
+    order_status = models.CharField(max_length=20, blank=True)
+    last_filled_quantity = models.DecimalField(**DECIMAL, null=True, blank=True)
     filled_quantity = models.DecimalField(**DECIMAL)
     trade_time = models.DateTimeField()
-    event_time = models.DateTimeField()
+    event_time = models.DateTimeField(null=True, blank=True)
     notional_usd = models.DecimalField(max_digits=30, decimal_places=8)
     received_at = models.DateTimeField()
 
@@ -49,8 +64,15 @@ class Liquidation(SideMixin, models.Model):
         ordering = ["-trade_time", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["symbol", "side", "trade_time", "filled_quantity", "average_price"],
-                name="liquidation_unique_event",
+                fields=[
+                    "venue",
+                    "symbol",
+                    "side",
+                    "trade_time",
+                    "filled_quantity",
+                    "average_price",
+                ],
+                name="liquidation_unique_venue_event",
             ),
         ]
         # The newest-first indexes also carry what stats and volume aggregate (INCLUDE,
@@ -83,7 +105,8 @@ class Liquidation(SideMixin, models.Model):
 
     def __str__(self) -> str:
         return (
-            f"{self.symbol} {self.get_side_display()} {self.filled_quantity} @ {self.average_price}"
+            f"{self.get_venue_display()} {self.symbol} {self.get_side_display()} "
+            f"{self.filled_quantity} @ {self.average_price}"
         )
 
 
@@ -108,8 +131,9 @@ class Symbol(models.Model):
 
 
 class ConnectionGap(models.Model):
-    """A span during which the upstream stream was not connected: the record's holes."""
+    """A span during which one venue's stream was not connected: the record's holes."""
 
+    venue = models.CharField(max_length=10, choices=Venue.choices)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField()
     reason = models.CharField(max_length=200, blank=True)
@@ -119,7 +143,10 @@ class ConnectionGap(models.Model):
         indexes = [models.Index(fields=["-started_at"], name="gap_newest")]
 
     def __str__(self) -> str:
-        return f"{self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at:%H:%M:%S} ({self.reason})"
+        return (
+            f"{self.venue} {self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at:%H:%M:%S}"
+            f" ({self.reason})"
+        )
 
     @property
     def duration(self):
@@ -142,19 +169,22 @@ class WorkerState(models.Model):
     # its channel layer cannot reach (embedded mode); the worker takes it within a second.
     requested = models.CharField(max_length=10, blank=True, default="")
     requested_at = models.DateTimeField(null=True, blank=True)
+    # Each venue's own state and counters: {"binance": {"state": "streaming", ...}, ...}.
+    venues = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"worker {self.state}"
 
 
 class RollupBucket(models.Model):
-    """Liquidation totals of one time bucket for one symbol, or the whole market (scope "").
+    """Liquidation totals of one time bucket, venue and symbol (or whole market: scope "").
 
     Kept by `rollup.liquidation_rollup_advance` from rows up to RollupState.last_id, so
     stats and volume sum a few thousand buckets instead of millions of liquidations.
     """
 
     scope = models.CharField(max_length=30)  # a symbol, or "" for the whole market
+    venue = models.CharField(max_length=10, choices=Venue.choices)
     start = models.BigIntegerField()  # epoch seconds of the bucket's start (UTC)
     side = models.CharField(max_length=4, choices=Side.choices)
     usd = models.DecimalField(max_digits=30, decimal_places=8)
@@ -164,12 +194,14 @@ class RollupBucket(models.Model):
     class Meta:
         abstract = True
         constraints = [
-            models.UniqueConstraint(fields=["scope", "start", "side"], name="%(class)s_key"),
+            models.UniqueConstraint(
+                fields=["scope", "venue", "start", "side"], name="%(class)s_venue_key"
+            ),
         ]
         indexes = [models.Index(fields=["start"], name="%(class)s_age")]
 
     def __str__(self) -> str:
-        return f"{self.scope or 'all'} {self.start} {self.side}: {self.usd}"
+        return f"{self.scope or 'all'} {self.venue} {self.start} {self.side}: {self.usd}"
 
 
 class LiquidationMinute(RollupBucket):

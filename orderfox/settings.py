@@ -224,6 +224,21 @@ LIQUIDATION_SYMBOLS = [s.upper() for s in env_list("LIQUIDATION_SYMBOLS")]
 if _bad_symbols := [s for s in LIQUIDATION_SYMBOLS if not re.fullmatch(r"[A-Z0-9]{1,30}", s)]:
     raise ImproperlyConfigured(f"LIQUIDATION_SYMBOLS has invalid symbols: {_bad_symbols}")
 LIQUIDATION_API_BASE_URL = env_str("LIQUIDATION_API_BASE_URL").rstrip("/")
+# The venues the worker records, each on its own connection (liquidations.upstream.events
+# VENUES lists the ones the app knows).
+LIQUIDATION_VENUES = list(
+    dict.fromkeys(v.lower() for v in env_list("LIQUIDATION_VENUES", "binance,bybit,okx"))
+)
+if _bad_venues := [v for v in LIQUIDATION_VENUES if v not in ("binance", "bybit", "okx")]:
+    raise ImproperlyConfigured(
+        f"LIQUIDATION_VENUES has unknown venues: {_bad_venues} (known: binance, bybit, okx)"
+    )
+# Bybit v5 public linear stream (allLiquidation.<SYMBOL>) and its instrument listing.
+BYBIT_WS_URL = env_str("BYBIT_WS_URL", "wss://stream.bybit.com/v5/public/linear")
+BYBIT_REST_BASE_URL = env_str("BYBIT_REST_BASE_URL", "https://api.bybit.com").rstrip("/")
+# OKX v5 public stream (liquidation-orders of every SWAP) and its instrument listing.
+OKX_WS_URL = env_str("OKX_WS_URL", "wss://ws.okx.com:8443/ws/v5/public")
+OKX_REST_BASE_URL = env_str("OKX_REST_BASE_URL", "https://www.okx.com").rstrip("/")
 
 HOST = env_str("HOST", "127.0.0.1")
 PORT = int(env_str("PORT", "8000"))
@@ -244,7 +259,8 @@ LOGGING = {
     },
 }
 
-# Reconnect backoff and connection rotation (Binance cuts connections at 24 h).
+# Reconnect backoff and connection rotation (Binance cuts connections at 24 h); the
+# BINANCE_* connection and listing settings below apply to every venue's connection.
 BINANCE_RECONNECT_INITIAL_SECONDS = 1.0
 BINANCE_RECONNECT_MAX_SECONDS = 30.0
 BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600
@@ -262,6 +278,10 @@ BINANCE_STABLE_CONNECTION_SECONDS = 60.0
 # the pong follows within the timeout.
 BINANCE_PING_INTERVAL_SECONDS = 20.0
 BINANCE_PING_TIMEOUT_SECONDS = 20.0
+# Bybit asks for {"op":"ping"} every 20 s; OKX closes a connection silent for 30 s, so
+# "ping" goes after 20 s without a frame.
+BYBIT_PING_INTERVAL_SECONDS = 20.0
+OKX_PING_INTERVAL_SECONDS = 20.0
 # Symbol table from /fapi/v1/exchangeInfo: refreshed hourly, retried sooner on failure.
 BINANCE_REST_TIMEOUT_SECONDS = 15.0
 BINANCE_EXCHANGE_INFO_REFRESH_SECONDS = 3600.0

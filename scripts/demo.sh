@@ -12,7 +12,8 @@ if DJANGO_SUPERUSER_PASSWORD=demo "$python" manage.py createsuperuser --no-input
   echo "Demo admin user created: demo / demo (only in $data_dir)"
 fi
 
-"$python" manage.py fake_exchange --host 127.0.0.1 --port "$exchange_port" --rate "$rate" &
+"$python" manage.py fake_exchange --host 127.0.0.1 --port "$exchange_port" --rate "$rate" \
+  --venues binance,bybit,okx &
 exchange=$!
 # Stop the exchange however we leave (Ctrl-C reaches serve; the trap ends the exchange).
 trap 'kill "$exchange" 2>/dev/null || true; wait "$exchange" 2>/dev/null || true' EXIT
@@ -27,7 +28,13 @@ for _ in $(seq 100); do
 done
 
 echo "Dashboard: http://$host:$port/   admin: http://$host:$port/admin/   (Ctrl-C stops both)"
+# Binance, Bybit and OKX, all three from the fake exchange: nothing leaves the machine.
+LIQUIDATION_VENUES=binance,bybit,okx \
 BINANCE_WS_BASE_URL="ws://127.0.0.1:$exchange_port/market" \
 BINANCE_WS_PUBLIC_URL="ws://127.0.0.1:$exchange_port/public" \
 BINANCE_REST_BASE_URL="http://127.0.0.1:$exchange_port" \
+BYBIT_WS_URL="ws://127.0.0.1:$exchange_port/v5/public/linear" \
+BYBIT_REST_BASE_URL="http://127.0.0.1:$exchange_port" \
+OKX_WS_URL="ws://127.0.0.1:$exchange_port/ws/v5/public" \
+OKX_REST_BASE_URL="http://127.0.0.1:$exchange_port" \
 HOST=$host PORT=$port "$python" manage.py serve

@@ -21,7 +21,12 @@ from django.db import connections
 
 CI = os.environ.get("CI") == "true"
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The shared data beside the repository (as in CI); ORDERFOX_SHARED_DATA names another place
+# (a worktree whose parent folder is not the one holding shared/).
+SHARED_DATA = Path(
+    os.environ.get("ORDERFOX_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 REAL_CAPTURE = SHARED_DATA / "binance-force-orders-2025-12-27.jsonl"
 
 
@@ -63,6 +68,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+async def eventually(predicate, *, timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll an async predicate until it holds (the timeout only bounds a failing test)."""
+    import asyncio
+
+    try:
+        async with asyncio.timeout(timeout):
+            while not await predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip with a one-line reason, except under CI where a missing prerequisite fails."""
     if CI:
@@ -88,6 +105,15 @@ def _fresh_symbol_cache():
     yield
     symbol_info_cache_clear()
     page_stats_clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_real_exchange(settings):
+    """Nothing reaches a real exchange: a test enables the venues it points somewhere."""
+    settings.LIQUIDATION_VENUES = ["binance"]
+    settings.BINANCE_WS_BASE_URL = settings.BINANCE_REST_BASE_URL = "http://127.0.0.1:9"
+    settings.BYBIT_WS_URL = settings.OKX_WS_URL = "ws://127.0.0.1:9/"
+    settings.BYBIT_REST_BASE_URL = settings.OKX_REST_BASE_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture(scope="session")
@@ -116,10 +142,15 @@ async def fake_exchange():
 
 @pytest.fixture
 def upstream_settings(settings, fake_exchange):
-    """Point the ingest at the fake exchange, with tiny reconnect delays."""
+    """Point the ingest at the fake exchange (Binance only), with tiny reconnect delays."""
+    settings.LIQUIDATION_VENUES = ["binance"]
     settings.BINANCE_WS_BASE_URL = fake_exchange.ws_base_url
     settings.BINANCE_WS_PUBLIC_URL = fake_exchange.ws_public_url
     settings.BINANCE_REST_BASE_URL = fake_exchange.rest_base_url
+    settings.BYBIT_WS_URL = fake_exchange.bybit_ws_url
+    settings.BYBIT_REST_BASE_URL = fake_exchange.rest_base_url
+    settings.OKX_WS_URL = fake_exchange.okx_ws_url
+    settings.OKX_REST_BASE_URL = fake_exchange.rest_base_url
     settings.LIQUIDATION_SYMBOLS = []
     settings.BINANCE_RECONNECT_INITIAL_SECONDS = 0.05
     settings.BINANCE_RECONNECT_MAX_SECONDS = 0.2
@@ -141,6 +172,7 @@ class LiveApp:
         rest_base_url: str,
         server_args: list[str] | None = None,
         ws_public_url: str = "",
+        venues: str = "binance",
     ) -> None:
         self.data_dir = data_dir
         self.port = _free_port()
@@ -156,11 +188,9 @@ class LiveApp:
         self.env.update(
             DJANGO_SETTINGS_MODULE="orderfox.settings",
             ORDERFOX_DATA_DIR=str(data_dir),
-            BINANCE_WS_BASE_URL=ws_base_url,
+            **exchange_env(ws_base_url=ws_base_url, rest_base_url=rest_base_url, venues=venues),
             # The /public route beside /market (depth streams): never the real exchange.
             BINANCE_WS_PUBLIC_URL=ws_public_url or ws_base_url.rsplit("/", 1)[0] + "/public",
-            BINANCE_REST_BASE_URL=rest_base_url,
-            LIQUIDATION_SYMBOLS="",
             PYTHONUNBUFFERED="1",
         )
         self.process: subprocess.Popen | None = None
@@ -229,6 +259,21 @@ class LiveApp:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
 
 
+def exchange_env(*, ws_base_url: str, rest_base_url: str, venues: str = "binance") -> dict:
+    """The environment pointing every venue at one fake exchange (only `venues` enabled)."""
+    root = rest_base_url.replace("http://", "ws://", 1)
+    return {
+        "LIQUIDATION_VENUES": venues,
+        "BINANCE_WS_BASE_URL": ws_base_url,
+        "BINANCE_REST_BASE_URL": rest_base_url,
+        "BYBIT_WS_URL": f"{root}/v5/public/linear",
+        "BYBIT_REST_BASE_URL": rest_base_url,
+        "OKX_WS_URL": f"{root}/ws/v5/public",
+        "OKX_REST_BASE_URL": rest_base_url,
+        "LIQUIDATION_SYMBOLS": "",
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -289,6 +334,18 @@ async def browser():
 async def feeding(exchange, rate: float):
     """Let the fake exchange publish synthetic liquidations while the block runs."""
     task = asyncio.create_task(exchange.generate(rate=rate))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def feeding_venues(exchange, rate: float):
+    """Synthetic liquidations from Binance, Bybit and OKX in turn while the block runs."""
+    task = asyncio.create_task(exchange.generate(rate=rate, venues=("binance", "bybit", "okx")))
     try:
         yield
     finally:

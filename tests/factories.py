@@ -144,3 +144,36 @@ def roll_up(*, now_ms: int) -> None:
     liquidation_rollup_catch_up(
         now=ms_to_datetime(now_ms), settled_before=ms_to_datetime(now_ms + 10**12)
     )
+
+
+def venue_event(
+    *,
+    venue: str = "bybit",
+    symbol: str = "BTCUSDT",
+    instrument: str | None = None,
+    side: str = "SELL",
+    z: str = "1",
+    ap: str = "100",
+    T: int | None = None,  # noqa: N803 - as in the venues' frames
+):
+    """Return a LiquidationEvent as a venue without order details publishes it."""
+    from decimal import Decimal
+
+    from liquidations.upstream.events import LiquidationEvent
+
+    return LiquidationEvent(
+        venue=venue,
+        instrument=instrument or symbol,
+        symbol=symbol,
+        side=side,
+        order_type="",
+        time_in_force="",
+        original_quantity=Decimal(z),
+        price=Decimal(ap),
+        average_price=Decimal(ap),
+        order_status="",
+        last_filled_quantity=None,
+        filled_quantity=Decimal(z),
+        trade_time_ms=next(_trade_times) if T is None else T,
+        event_time_ms=None,
+    )

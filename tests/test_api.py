@@ -280,6 +280,7 @@ def test_order_items_match_stored_rows_field_by_field(client):
         "order_trade_time": 1_766_880_123_456,
         "event_time": 1_766_880_124_000,
         "cumulated_usd_size": str(Decimal("1.25") * Decimal("3012.45")),
+        "venue": "binance",  # the one field added to the seed's shape
     }
 
 

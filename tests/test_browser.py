@@ -15,6 +15,7 @@ from tests.conftest import (
     LiveApp,
     expect_status,
     feeding,
+    feeding_venues,
     row_ids,
     settled_rows,
     wait_for_new_rows,
@@ -146,3 +147,59 @@ async def test_page_reconnects_after_a_server_side_close_the_extension_ignores(
         await expect_status(page, "Connected")
     finally:
         await asyncio.to_thread(app.stop)
+
+
+@pytest.fixture
+def three_venue_app(tmp_path, fake_exchange):
+    app = LiveApp(
+        data_dir=tmp_path,
+        ws_base_url=fake_exchange.ws_base_url,
+        rest_base_url=fake_exchange.rest_base_url,
+        venues="binance,bybit,okx",
+    )
+    app.exchange = fake_exchange
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+async def test_venue_column_and_venue_filter_on_a_live_page(browser, three_venue_app):
+    app, exchange = three_venue_app, three_venue_app.exchange
+    for venue in ("binance", "bybit", "okx"):
+        await exchange.wait_for_clients(1, timeout=20, venue=venue)
+    await exchange.wait_for_subscribed("bybit", timeout=20)
+    await exchange.wait_for_subscribed("okx", timeout=20)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    sockets: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await page.goto(app.url)
+    await expect_status(page, "Connected")
+    venues_shown = "s => new Set([...document.querySelectorAll(s)].map(c => c.textContent)).size"
+    async with feeding_venues(exchange, rate=30):
+        await page.wait_for_function(
+            f"s => ({venues_shown})(s) === 3", arg=f"{ROWS} td.col-venue", timeout=WAIT_MS
+        )
+        states = await page.eval_on_selector_all(
+            ".venue-state", "els => els.map(e => e.dataset.venue + ':' + e.dataset.state)"
+        )
+        assert states == ["binance:streaming", "bybit:streaming", "okx:streaming"]
+        await page.screenshot(path=OUTPUT / "dashboard-venues.png")
+
+        # The venue filter: over HTTP for the table, on the same socket for what follows.
+        await page.click(".venue-filter a.chip:has-text('Bybit')")
+        await page.wait_for_url("**/?venue=bybit", timeout=WAIT_MS)
+        cursor = int(await page.get_attribute("#feed", "data-cursor"))
+        await wait_for_new_rows(page, cursor, count=3)
+        shown = await page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.venue)")
+        assert shown and set(shown) == {"bybit"}
+        labels = await page.eval_on_selector_all(
+            f"{ROWS} td.col-venue", "cells => cells.map(c => c.textContent)"
+        )
+        assert set(labels) == {"Bybit"}
+        assert len(sockets) == 1, "the filter change must not reconnect the socket"
+        await page.screenshot(path=OUTPUT / "dashboard-venue-bybit.png")
+    assert errors == []

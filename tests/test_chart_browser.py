@@ -112,7 +112,7 @@ async def test_chart_renders_and_grows_when_a_liquidation_arrives(live_app, brow
     csv_url = await page.get_attribute("a.csv-download", "href")
     text = await asyncio.to_thread(_text, live_app.url.rstrip("/") + csv_url)
     lines = text.strip().splitlines()
-    assert lines[0].startswith("id,trade_time,trade_time_ms,symbol,side")
+    assert lines[0].startswith("id,trade_time,trade_time_ms,venue,instrument,symbol,side")
     assert len(lines) == 3 and all(",BTCUSDT," in line for line in lines[1:])
     assert errors == []
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -11,6 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from liquidations.ingest.pipeline import Ingest
+from liquidations.ingest.status import IngestStatus, VenueStatus
 from liquidations.live import consumers
 from liquidations.live.broadcast import broadcast as liquidation_broadcast
 from liquidations.live.broadcast import worker_status_broadcast
@@ -143,15 +143,24 @@ async def test_worker_status_is_pushed_on_change_not_every_second():
     communicator = await connect()
     layer = get_channel_layer()
     try:
-        streaming = SimpleNamespace(state="streaming", last_event_at=timezone.now())
+        now = timezone.now()
+        binance = VenueStatus(venue="binance", state="streaming", last_event_at=now)
+        bybit = VenueStatus(venue="bybit", state="streaming", last_event_at=now)
+        streaming = IngestStatus.of(binance, bybit)
         await worker_status_broadcast(channel_layer=layer, status=streaming)
         text = await communicator.receive_from()
         assert text.startswith('<span id="worker-status"')
         assert 'hx-swap-oob="true"' in text and 'data-state="streaming"' in text
-        # Same state a second later: not forwarded; a change is.
+        assert 'data-venue="bybit" data-state="streaming"' in text
+        # Same state a second later: not forwarded; a change is, a venue's too.
         await worker_status_broadcast(channel_layer=layer, status=streaming)
-        reconnecting = SimpleNamespace(state="reconnecting", last_event_at=None)
-        await worker_status_broadcast(channel_layer=layer, status=reconnecting)
+        bybit.state = "reconnecting"
+        await worker_status_broadcast(channel_layer=layer, status=streaming)
+        text = await communicator.receive_from()
+        assert 'data-state="streaming"' in text
+        assert 'data-venue="bybit" data-state="reconnecting"' in text
+        binance.state = "reconnecting"
+        await worker_status_broadcast(channel_layer=layer, status=streaming)
         assert 'data-state="reconnecting"' in await communicator.receive_from()
     finally:
         await communicator.disconnect()
@@ -240,7 +249,7 @@ async def test_feed_sockets_carry_no_session_or_user(monkeypatch):
     assert "session" not in scopes[0] and "user" not in scopes[0]
 
 
-@pytest.mark.parametrize("path", ["/ws/liquidations/btc-usdt/", "/ws/liquidations/BTCUSDT%0A/"])
+@pytest.mark.parametrize("path", ["/ws/liquidations/BTC%20USDT/", "/ws/liquidations/BTCUSDT%0A/"])
 async def test_invalid_symbol_path_is_refused(path):
     communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
     connected, code = await communicator.connect()
@@ -259,7 +268,9 @@ async def test_rows_status_and_catch_up_through_redis_and_postgresql():
         await broadcast(force_order(side="SELL"))
         short = (await broadcast(force_order(side="BUY")))[0]
         assert rows(await communicator.receive_from()) == [(short.pk, "BTCUSDT", "BUY")]
-        status = SimpleNamespace(state="streaming", last_event_at=timezone.now())
+        status = IngestStatus.of(
+            VenueStatus(venue="binance", state="streaming", last_event_at=timezone.now())
+        )
         await worker_status_broadcast(channel_layer=layer, status=status)
         assert 'data-state="streaming"' in await communicator.receive_from()
         await communicator.send_to(text_data='{"min_usd": "0", "side": "long", "since": 0}')

@@ -65,6 +65,7 @@ async def test_events_arriving_during_the_interval_go_out_as_one_batch(settings)
     async with FakeExchange(seed=1) as exchange:
         settings.BINANCE_WS_BASE_URL = exchange.ws_base_url
         settings.BINANCE_REST_BASE_URL = exchange.rest_base_url
+        settings.LIQUIDATION_VENUES = ["binance"]
         settings.LIQUIDATION_SYMBOLS = []
         settings.LIQUIDATION_BATCH_INTERVAL = 1.0
         member = await layer.new_channel()

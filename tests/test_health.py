@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from liquidations.ingest.status import IngestStatus
+from liquidations.ingest.status import IngestStatus, VenueStatus
 from liquidations.models import WorkerState
 from liquidations.services.worker_state import worker_state_save
 
@@ -21,7 +21,7 @@ def _closed_port() -> int:
 
 
 def _save(state: str, **fields) -> None:
-    worker_state_save(status=IngestStatus(state=state, **fields))
+    worker_state_save(status=IngestStatus.of(VenueStatus(venue="binance", state=state, **fields)))
 
 
 def check_streaming_worker_is_healthy(client) -> None:
@@ -43,6 +43,7 @@ def check_streaming_worker_is_healthy(client) -> None:
     assert 2 <= worker["last_event_age_s"] < 60
     assert (worker["events_stored"], worker["malformed_dropped"]) == (1234, 5)
     assert worker["disconnected_for_s"] is None
+    assert worker["venues"] == {"binance": "streaming"}
 
 
 @pytest.mark.django_db

@@ -17,12 +17,12 @@ from django.test.utils import CaptureQueriesContext
 from liquidations.selectors import history as history_selectors
 from liquidations.selectors.history import Cursor, HistoryFilters, liquidation_page
 from liquidations.upstream.events import datetime_to_ms
-from tests.factories import DAY_BOUNDARY_S, liq, store
+from tests.factories import DAY_BOUNDARY_S, liq, store, store_events, venue_event
 
 T0 = DAY_BOUNDARY_S * 1000
 
 
-def _record() -> list:
+def _record(*, with_bybit: bool = False) -> list:
     """Small rows every 10 ms, big ones scattered, some sharing a millisecond."""
     payloads = []
     for n in range(60):
@@ -42,7 +42,15 @@ def _record() -> list:
         ]
     ):
         payloads.append(liq(symbol=symbol, side=side, T=T0 + t, z=str(n + 1), ap=ap))
-    return store(*payloads)
+    stored = store(*payloads)
+    if not with_bybit:
+        return stored
+    # Bybit's big ones beside Binance's: a venue filter must hold on the amount path too.
+    bybit = [
+        venue_event(venue="bybit", symbol="BTCUSDT", side="SELL", z="1", ap="7000000", T=T0 + 56),
+        venue_event(venue="bybit", symbol="ETHUSDT", side="BUY", z="2", ap="1000000", T=T0 + 300),
+    ]
+    return stored + store_events(bybit)
 
 
 def _walk(filters: HistoryFilters, *, limit: int, newest_first: bool) -> list[int]:
@@ -63,6 +71,7 @@ def _expected(rows, filters: HistoryFilters, *, newest_first: bool) -> list[int]
         for row in rows
         if (not filters.symbol or row.symbol == filters.symbol)
         and (not filters.side or row.side == filters.side)
+        and (not filters.venue or row.venue == filters.venue)
         and (not filters.min_usd or row.notional_usd >= filters.min_usd)
         and (not filters.start or row.trade_time >= filters.start)
         and (not filters.end or row.trade_time < filters.end)
@@ -83,6 +92,8 @@ COMBINATIONS = [
     {"min_usd": Decimal(1_000_000), "start_ms": 55, "end_ms": 302},
     {"symbol": "BTCUSDT", "side": "SELL", "min_usd": Decimal(130), "start_ms": 100},
     {"min_usd": Decimal(1_000_000), "end_ms": 55},  # end is exclusive
+    {"venue": "bybit", "min_usd": Decimal(1_000_000)},
+    {"venue": "binance", "symbol": "BTCUSDT", "min_usd": Decimal(5_000_000)},
 ]
 
 
@@ -97,7 +108,7 @@ def _filters(spec: dict) -> HistoryFilters:
 
 
 def check_rare_and_common_amounts_agree(monkeypatch) -> None:
-    rows = _record()
+    rows = _record(with_bybit=True)
     for spec, limit, newest_first in itertools.product(COMBINATIONS, (1, 2, 3, 50), (True, False)):
         filters = _filters(spec)
         expected = _expected(rows, filters, newest_first=newest_first)

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from liquidations.models import Liquidation, Symbol, WorkerState
-from tests.conftest import run_command
+from tests.conftest import exchange_env, run_command
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
 
@@ -44,9 +44,9 @@ async def worker_process(fake_exchange, tmp_path):
         "REDIS_URL": os.environ["REDIS_URL"],
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "CHANNELS_REDIS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
-        "BINANCE_WS_BASE_URL": fake_exchange.ws_base_url,
-        "BINANCE_REST_BASE_URL": fake_exchange.rest_base_url,
-        "LIQUIDATION_SYMBOLS": "",
+        **exchange_env(
+            ws_base_url=fake_exchange.ws_base_url, rest_base_url=fake_exchange.rest_base_url
+        ),
         "PYTHONUNBUFFERED": "1",
     }
     log_path = tmp_path / "worker.log"

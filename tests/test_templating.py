@@ -28,7 +28,11 @@ LISTED = {
     "ODDUSDT": SymbolInfo('<b>&"O\'DD"</b>', 8, 2),  # hostile text in the listing
     "NULUSDT": SymbolInfo("NU\x00L", None, None),  # a value holding the join separator
 }
-SYMBOLS = [*LISTED, "ETHUSDT", "B001USDT", "USDT", "X", "9", "ABCUSDC", "ZZZBUSD", "A" * 30]
+SYMBOLS = [
+    *LISTED,
+    *("ETHUSDT", "B001USDT", "USDT", "X", "9", "ABCUSDC", "ZZZBUSD", "A" * 30),
+    *("币安人生USDT", "<b>&X</b>", "a/b?c#d"),  # any printable name is a symbol
+]
 
 
 def random_liquidation(rnd: random.Random, pk: int) -> StoredLiquidation:
@@ -52,6 +56,7 @@ def random_liquidation(rnd: random.Random, pk: int) -> StoredLiquidation:
     )
     return StoredLiquidation(
         pk=rnd.choice([1, 999, 1000, 1234567, rnd.randrange(1, 2**62), pk]),
+        venue=rnd.choice(["binance", "bybit", "okx", "<i>x</i>"]),
         symbol=rnd.choice(SYMBOLS),
         side=rnd.choice(["BUY", "SELL"]),
         trade_time=moment,
@@ -177,12 +182,15 @@ def _fields(row: LiquidationRow) -> dict:
 def _back(row: LiquidationRow) -> StoredLiquidation:
     quantity = Decimal(row.quantity.replace(",", ""))
     price = Decimal(row.average_price.replace(",", ""))
-    return StoredLiquidation(row.id, row.symbol, row.side, row.trade_time, quantity, price, row.usd)
+    return StoredLiquidation(
+        row.id, row.venue, row.symbol, row.side, row.trade_time, quantity, price, row.usd
+    )
 
 
 def _sample() -> LiquidationRow:
     stored = StoredLiquidation(
         7,
+        "binance",
         "BTCUSDT",
         "SELL",
         datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),

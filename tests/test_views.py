@@ -99,7 +99,8 @@ def test_listed_symbol_without_liquidations_has_a_page(client):
     ("path", "reason"),
     [
         ("/NOPEUSDT/", "is not a known symbol"),
-        ("/BTC-USDT/", "is not a valid symbol"),
+        ("/BTC-USDT/", "is not a known symbol"),
+        ("/BTC%20USDT/", "is not a valid symbol"),
         ("/BTCUSDT%0A/", "is not a valid symbol"),
     ],
 )
@@ -165,6 +166,8 @@ def test_htmx_filter_request_gets_only_the_feed_partial(client):
 def test_hostile_strings_from_the_database_are_escaped(client):
     now = timezone.now()
     Liquidation.objects.create(
+        venue="binance",
+        instrument=HOSTILE,
         symbol=HOSTILE,
         side="SELL",
         order_type=HOSTILE[:20],
@@ -186,9 +189,10 @@ def test_hostile_strings_from_the_database_are_escaped(client):
     assert 'href="/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/"' in html
     search = client.get("/symbols/search/", {"q": "<SCRIPT"}, headers={"HX-Request": "true"})
     assert "<script" not in search.content.decode().lower().replace("&lt;script", "")
-    not_found = client.get("/%3Cscript%3E/")
+    not_found = client.get("/%3CSCRIPT%3E/")
     assert not_found.status_code == 404
-    assert "<script>" not in not_found.content.decode()
+    assert "<SCRIPT>" not in not_found.content.decode()
+    assert "&lt;SCRIPT&gt;" in not_found.content.decode()
 
 
 def test_symbol_search_lists_matches_prefix_first(client):

@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from liquidations.ingest.backlog import Backlog
 from liquidations.ingest.pipeline import Ingest
+from liquidations.ingest.venue import VenueIngest
+from liquidations.ingest.venues import venue_adapter
 from liquidations.ingest.worker import worker_create
 from liquidations.management.commands.liquidations import _request
 from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
@@ -31,7 +33,7 @@ from liquidations.upstream.binance import parse_frame
 from liquidations.upstream.client import Backoff, UpstreamClient
 from liquidations.upstream.events import MalformedFrame
 from liquidations.upstream.exchange_info import ExchangeInfoError
-from tests.conftest import REPO, run_command
+from tests.conftest import REPO, exchange_env, run_command
 from tests.factories import force_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,7 +109,9 @@ async def test_events_are_stored_once_and_each_batch_broadcast_with_rendered_row
 
 
 async def test_one_message_per_group_per_batch(upstream_settings, channel_layer):
-    ingest = Ingest(channel_layer=channel_layer)
+    venue = VenueIngest(
+        adapter=venue_adapter("binance"), channel_layer=channel_layer, max_backlog_bytes=2**20
+    )
     all_member = await channel_layer.new_channel()
     btc_member = await channel_layer.new_channel()
     await channel_layer.group_add("liquidations.all", all_member)
@@ -118,8 +122,8 @@ async def test_one_message_per_group_per_batch(upstream_settings, channel_layer)
         force_order(symbol="BTCUSDT", side="BUY", z="0.002"),
     ]
     batch = [parse_frame(orjson.dumps(p)) for p in payloads]
-    await ingest._store(batch + batch[:1])
-    await ingest.aclose()
+    await venue.writer.store(batch + batch[:1])
+    await venue.aclose()
 
     everything = await asyncio.wait_for(channel_layer.receive(all_member), 5)
     btc = await asyncio.wait_for(channel_layer.receive(btc_member), 5)
@@ -130,7 +134,7 @@ async def test_one_message_per_group_per_batch(upstream_settings, channel_layer)
     for member in (all_member, btc_member):
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(channel_layer.receive(member), 0.2)
-    assert ingest.status.duplicates_skipped == 1
+    assert venue.status.duplicates_skipped == 1
 
 
 async def test_abrupt_drop_reconnects_after_backoff_and_records_the_gap(
@@ -378,7 +382,7 @@ async def test_exchange_info_failures_keep_the_table_and_are_retried(
             return fake_exchange.rest_requests >= 5
 
         await eventually(failed_twice, what="retried exchangeInfo requests")
-        assert any("Exchange info sync failed" in r.getMessage() for r in caplog.records)
+        assert any("Instrument listing of binance failed" in r.getMessage() for r in caplog.records)
         fake_exchange.rest_status = 200
 
         async def synced() -> bool:
@@ -536,9 +540,9 @@ def _embedded_env(fake_exchange, tmp_path) -> dict[str, str]:
     }
     env.update(
         ORDERFOX_DATA_DIR=str(tmp_path),
-        BINANCE_WS_BASE_URL=fake_exchange.ws_base_url,
-        BINANCE_REST_BASE_URL=fake_exchange.rest_base_url,
-        LIQUIDATION_SYMBOLS="",
+        **exchange_env(
+            ws_base_url=fake_exchange.ws_base_url, rest_base_url=fake_exchange.rest_base_url
+        ),
     )
     return env
 
@@ -665,11 +669,11 @@ async def test_server_pings_are_answered():
 async def test_a_flood_past_the_backlog_bound_is_stored_whole_without_a_reconnect(
     upstream_settings, fake_exchange, channel_layer, monkeypatch, caplog
 ):
-    from liquidations.ingest import pipeline as pipeline_module
+    from liquidations.ingest import writer as writer_module
 
     # A writer far slower than the flood (40 events per 0.1 s batch) and a keepalive far
     # shorter than the flood: reads are held for seconds while the exchange keeps sending.
-    monkeypatch.setattr(pipeline_module, "MAX_BATCH", 40)
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 40)
     upstream_settings.LIQUIDATION_BATCH_INTERVAL = 0.1
     upstream_settings.BINANCE_PING_INTERVAL_SECONDS = 0.2
     upstream_settings.BINANCE_PING_TIMEOUT_SECONDS = 0.3
@@ -681,7 +685,7 @@ async def test_a_flood_past_the_backlog_bound_is_stored_whole_without_a_reconnec
     async def watch_backlog() -> None:
         nonlocal peak
         while True:
-            peak = max(peak, ingest.queue.size)
+            peak = max(peak, ingest.venues["binance"].queue.size)
             await asyncio.sleep(0)
 
     watcher = asyncio.create_task(watch_backlog())
@@ -701,7 +705,7 @@ async def test_a_flood_past_the_backlog_bound_is_stored_whole_without_a_reconnec
     assert await sync_to_async(ConnectionGap.objects.count)() == 0
     # The backlog reached its bound (reads were held) and never went past one more frame.
     assert bound <= peak < bound + 1_000
-    assert "upstream reads wait for the writer" in caplog.text
+    assert "its reads wait for the writer" in caplog.text
 
 
 async def test_frames_keep_the_connection_alive_when_pongs_do_not_come(fake_exchange):
@@ -786,14 +790,14 @@ async def test_a_database_outage_past_the_backlog_bound_holds_reads_and_loses_no
         await fake_exchange.wait_for_clients(1)
 
         async def reads_held() -> bool:
-            return ingest.queue.size >= bound
+            return ingest.venues["binance"].queue.size >= bound
 
         with database_write_locked():
             sent = await fake_exchange.generate(rate=2_000, count=300)
             await eventually(reads_held, what="the backlog to reach its bound")
             # The outage goes on for many keepalive intervals with reads held.
             await asyncio.sleep(1.5)
-            assert ingest.queue.size < bound + 1_000
+            assert ingest.venues["binance"].queue.size < bound + 1_000
         await eventually(stored_at_least(sent), timeout=30, what="everything after the outage")
     finally:
         await ingest.stop()

@@ -1,5 +1,6 @@
-"""The open hole in the record: from a disconnect (or a dead worker's last heartbeat)
-until the next connection, written as it grows so a crash still leaves it recorded."""
+"""The open hole in one venue's record: from a disconnect (or a dead worker's last
+heartbeat) until the next connection, written as it grows so a crash still leaves it
+recorded."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ logger = logging.getLogger(__name__)
 
 
 class GapRecorder:
-    """Open, grow and close the current ConnectionGap (at most one at a time)."""
+    """Open, grow and close one venue's current ConnectionGap (at most one at a time)."""
 
-    def __init__(self, *, db: DbThread) -> None:
+    def __init__(self, *, db: DbThread, venue: str) -> None:
         self._db = db
+        self.venue = venue
         self._gap: tuple[datetime, str] | None = None  # (started_at, reason)
         self._gap_id: int | None = None
 
@@ -32,7 +34,7 @@ class GapRecorder:
         self._gap = (started_at, reason)
         try:
             self._gap_id = await self._db.call(
-                connection_gap_open, started_at=started_at, reason=reason
+                connection_gap_open, venue=self.venue, started_at=started_at, reason=reason
             )
         except Exception:
             # Kept in memory; recorded in full when it closes.
@@ -58,13 +60,18 @@ class GapRecorder:
                 await self._db.call(connection_gap_extend, gap_id=self._gap_id, ended_at=ended_at)
             else:
                 await self._db.call(
-                    connection_gap_record, started_at=started_at, ended_at=ended_at, reason=reason
+                    connection_gap_record,
+                    venue=self.venue,
+                    started_at=started_at,
+                    ended_at=ended_at,
+                    reason=reason,
                 )
         except Exception:
             logger.exception("Recording the end of a connection gap failed")
             return
         logger.info(
-            "Connection gap recorded: %s → %s (%s)",
+            "Connection gap of %s recorded: %s → %s (%s)",
+            self.venue,
             started_at.isoformat(),
             ended_at.isoformat(),
             reason,

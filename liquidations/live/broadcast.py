@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..selectors.feed import LiquidationLike, LiquidationRow, liquidation_rows
 from ..selectors.stats import WindowStats, liquidation_stats_many, stats_context
-from ..selectors.status import WorkerStatus
+from ..selectors.status import VenueState, WorkerStatus
 from ..selectors.symbols import SymbolInfo
 from .contracts import (
     BATCH_MESSAGE_TYPE,
@@ -45,8 +45,13 @@ class ChannelLayer(Protocol):
 class ShownStatus(Protocol):
     """What the header shows of the worker (ingest.status.IngestStatus)."""
 
-    state: str
-    last_event_at: datetime | None
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def last_event_at(self) -> datetime | None: ...
+
+    def venues_message(self) -> dict[str, dict]: ...
 
 
 def message_rows(
@@ -57,6 +62,7 @@ def message_rows(
     return [
         {
             "id": row.id,
+            "venue": row.venue,
             "symbol": row.symbol,
             "side": row.side,
             "usd": float(row.usd),
@@ -100,11 +106,18 @@ async def worker_status_broadcast(*, channel_layer: Any, status: ShownStatus) ->
     A failed push is logged and skipped: the heartbeat that calls this must keep running.
     """
     view = WorkerStatus(
-        state=status.state, last_event_at=status.last_event_at, heartbeat_at=timezone.now()
+        state=status.state,
+        last_event_at=status.last_event_at,
+        heartbeat_at=timezone.now(),
+        venues=tuple(
+            VenueState(venue=name, state=venue["state"])
+            for name, venue in status.venues_message().items()
+        ),
     )
     message = {
         "type": WORKER_STATUS_MESSAGE_TYPE,
         "state": view.state,
+        "venues": view.venues_key,
         "last_event_ms": view.last_event_ms,
         "html": render_to_string("liquidations/_worker_status.html", {"status": view, "oob": True}),
     }

@@ -3,7 +3,8 @@
 The server sends text frames of hx-swap-oob fragments (rows, worker status). The browser
 may send one kind of message, a filter update, as a small JSON object:
 
-    {"min_usd": "10000", "side": "all" | "long" | "short", "since": <row id> | null}
+    {"min_usd": "10000", "side": "all" | "long" | "short",
+     "venue": "all" | "binance" | "bybit" | "okx" (optional), "since": <row id> | null}
 
 "since" asks for the rows stored after that id (matching the filter, newest 50): the page
 sends it on every (re)connect and after a filter change, so the table has no hole.
@@ -33,7 +34,7 @@ from channels.utils import await_many_dispatch
 from django.template.loader import render_to_string
 
 from ..selectors.feed import liquidation_feed, liquidation_rows
-from ..selectors.filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side
+from ..selectors.filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side, parse_venue
 from ..selectors.status import worker_status
 from ..upstream.events import is_symbol
 from .contracts import (
@@ -53,7 +54,7 @@ from .wire import DirectSocket, direct_socket, text_frame
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 256
-MESSAGE_KEYS = frozenset({"min_usd", "side", "since"})
+MESSAGE_KEYS = frozenset({"min_usd", "side", "venue", "since"})
 MAX_ROW_ID = 2**63 - 1
 # A person changing filters sends a few messages a minute; more than this is a script.
 RATE_WINDOW_SECONDS = 10.0
@@ -77,10 +78,12 @@ def feed_filter_from_message(text: str) -> tuple[FeedFilter, int | None]:
         raise BadMessage("not a JSON object")
     unknown = set(data) - MESSAGE_KEYS
     if unknown or not {"min_usd", "side"} <= set(data):
-        raise BadMessage("expected the keys min_usd, side and optionally since")
+        raise BadMessage("expected the keys min_usd, side and optionally venue and since")
     try:
         feed_filter = FeedFilter(
-            min_usd=parse_min_usd(data["min_usd"]), side=parse_side(data["side"])
+            min_usd=parse_min_usd(data["min_usd"]),
+            side=parse_side(data["side"]),
+            venue=parse_venue(data.get("venue", "")),
         )
     except InvalidFilter as exc:
         raise BadMessage(str(exc)) from exc
@@ -98,6 +101,7 @@ def _catch_up(*, symbol: str | None, feed_filter: FeedFilter, since: int) -> str
         symbol=symbol,
         min_usd=feed_filter.min_usd,
         side=feed_filter.binance_side,
+        venue=feed_filter.venue,
         after_id=since,
     )[:MAX_ROWS]
     return "".join(

@@ -6,6 +6,9 @@ frames to viewer sockets. Everything that both sides must agree on is named here
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 # The Channels worker channel that `manage.py runworker liquidations` serves; it accepts
 # stream.start, stream.stop and stream.status (with an optional reply_channel).
 WORKER_CHANNEL = "liquidations"
@@ -28,9 +31,25 @@ CLOSE_TOO_BIG = 1009
 CLOSE_NOT_FOUND = 4404
 
 
+# Symbols that are group names as they are; any other gets an alias (group_key).
+PLAIN_SYMBOL_RE = re.compile(r"[A-Za-z0-9]{1,30}")
+
+
+def group_key(symbol: str) -> str:
+    """Return the symbol as a group-name part: itself, or an ASCII alias of it.
+
+    Group names allow only [A-Za-z0-9._-] and under 100 characters, and venues list
+    symbols outside that (Binance: 币安人生USDT). Such a symbol gets "_" and a hash of
+    its UTF-8 bytes: stable across processes, and never equal to a plain symbol.
+    """
+    if PLAIN_SYMBOL_RE.fullmatch(symbol):
+        return symbol
+    return "_" + hashlib.sha256(symbol.encode()).hexdigest()[:32]
+
+
 def symbol_group(symbol: str) -> str:
-    """Return the channel-layer group of one symbol (symbols are validated upstream)."""
-    return f"liquidations.{symbol}"
+    """Return the channel-layer group of one symbol's rows (all venues)."""
+    return f"liquidations.{group_key(symbol)}"
 
 
 def stats_group(symbol: str | None) -> str:
@@ -38,7 +57,7 @@ def stats_group(symbol: str | None) -> str:
 
     Separate from the feed groups, which carry only row batches (their contract).
     """
-    return f"stats.{symbol}" if symbol else "stats.all"
+    return f"stats.{group_key(symbol)}" if symbol else "stats.all"
 
 
 # Market data of the symbol page (candles, trades tape, order book): web processes' market

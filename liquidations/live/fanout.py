@@ -48,14 +48,14 @@ GROUP_REFRESH_SECONDS = 600.0
 RETRY_INITIAL_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
 
-StatusKey = tuple[str, int | None]
+StatusKey = tuple[str, str, int | None]
 
 
 class Viewer(Protocol):
     """What the hub needs from a viewer socket (LiquidationFeedConsumer)."""
 
     feed_filter: FeedFilter
-    # The (state, last_event_ms) of the worker status last sent to this viewer.
+    # The (state, venue states, last_event_ms) of the worker status last sent to this viewer.
     status_forwarded: StatusKey | None
 
     async def send_frame(self, frame: str, wire: bytes | None = None) -> None: ...
@@ -68,10 +68,12 @@ def rows_frame(rows: Sequence[dict], feed_filter: FeedFilter) -> str | None:
     prepended as one block, so the newest must lead it. The html is the worker's
     autoescaped rendering of _row.html; only the fixed wrapper is added here.
     """
-    everything = feed_filter.side == "" and not feed_filter.min_usd
+    everything = feed_filter.is_default
     picked = []
     for row in reversed(rows):
-        if everything or feed_filter.matches(usd=row["usd"], side=row["side"]):
+        if everything or feed_filter.matches(
+            usd=row["usd"], side=row["side"], venue=row.get("venue", "")
+        ):
             picked.append(row["html"])
             if len(picked) == MAX_ROWS:
                 break
@@ -81,7 +83,7 @@ def rows_frame(rows: Sequence[dict], feed_filter: FeedFilter) -> str | None:
 
 
 def status_key(message: dict) -> StatusKey:
-    return (message.get("state", ""), message.get("last_event_ms"))
+    return (message.get("state", ""), message.get("venues", ""), message.get("last_event_ms"))
 
 
 @dataclass(eq=False)
@@ -156,7 +158,7 @@ class _Cycle:
         return frame
 
     def _rows_frame(self, group: _Group, rows: list[dict], feed_filter: FeedFilter) -> str | None:
-        key = (group.name, feed_filter.min_usd, feed_filter.side)
+        key = (group.name, feed_filter.min_usd, feed_filter.side, feed_filter.venue)
         if key not in self._rows:
             frame = self._rows[key] = rows_frame(rows, feed_filter)
             self.built += frame is not None

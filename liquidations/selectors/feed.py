@@ -13,7 +13,7 @@ from urllib.parse import quote
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from ..models import Liquidation, Side, SideMixin
+from ..models import Liquidation, Side, SideMixin, Venue
 from .symbols import SymbolInfo, symbol_info, symbol_info_map
 
 LARGE_USD = Decimal(100_000)
@@ -30,6 +30,8 @@ class LiquidationRow(SideMixin):
     """
 
     id: int
+    venue: str
+    venue_label: str  # the short name shown: Binance, Bybit, OKX
     symbol: str
     side: str
     trade_time: datetime
@@ -80,6 +82,8 @@ class LiquidationLike(Protocol):
     @property
     def pk(self) -> Any: ...
     @property
+    def venue(self) -> str: ...
+    @property
     def symbol(self) -> str: ...
     @property
     def side(self) -> str: ...
@@ -100,12 +104,26 @@ def format_decimal(value: Decimal, places: int | None) -> str:
     return format(value.quantize(_quantum(places)), ",f")
 
 
+def format_quantity(value: Decimal, places: int | None) -> str:
+    """Format a quantity with the symbol's places, or more when it has more (never rounded).
+
+    The places come from the symbol's listing (Binance's); another venue's quantity can be
+    finer (OKX: contracts × contract value), and a shown quantity must not be rounded.
+    """
+    if places is not None:
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > places:
+            places = None
+    return format_decimal(value, places)
+
+
 @functools.cache
 def _quantum(places: int) -> Decimal:
     return Decimal(1).scaleb(-places)
 
 
 SIDE_LABELS = {side.value: side.label for side in Side}
+VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
 SIDE_CLASSES = {Side.SELL.value: "liq-long", Side.BUY.value: "liq-short"}
 
 
@@ -135,10 +153,12 @@ def _row(liq: LiquidationLike, info: SymbolInfo, path: str, tz: tzinfo) -> Liqui
     clock = iso[11:19]
     return LiquidationRow(
         id=liq.pk,
+        venue=liq.venue,
+        venue_label=VENUE_LABELS.get(liq.venue, liq.venue),
         symbol=liq.symbol,
         side=liq.side,
         trade_time=liq.trade_time,
-        quantity=format_decimal(liq.filled_quantity, info.quantity_precision),
+        quantity=format_quantity(liq.filled_quantity, info.quantity_precision),
         base_asset=info.base_asset,
         average_price=format_decimal(liq.average_price, None),
         usd=usd,
@@ -159,11 +179,14 @@ def liquidation_feed(
     min_usd: Decimal = Decimal(0),
     side: str | None = None,
     after_id: int | None = None,
+    venue: str | None = None,
 ) -> QuerySet[Liquidation]:
-    """Return a dashboard feed newest first: one symbol or all, filtered by amount and side."""
+    """Return a feed newest first: one symbol or all, filtered by amount, side and venue."""
     queryset = Liquidation.objects.order_by("-trade_time", "-id")
     if symbol:
         queryset = queryset.filter(symbol=symbol)
+    if venue:
+        queryset = queryset.filter(venue=venue)
     if min_usd > 0:
         queryset = queryset.filter(notional_usd__gte=min_usd)
     if side:

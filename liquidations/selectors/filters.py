@@ -1,4 +1,4 @@
-"""A viewer's feed filter: minimum amount and side, from a query string or a socket message."""
+"""A viewer's feed filter: minimum amount, side and venue, from a query or a socket message."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from ..models import Side
+from ..models import Side, Venue
 
 MIN_USD_PRESETS = (0, 1_000, 10_000, 100_000, 1_000_000)
 # Far above any single liquidation; keeps the value a plain, bounded number.
@@ -15,6 +15,10 @@ AMOUNT_RE = re.compile(r"^\d{1,13}(\.\d{1,2})?$")
 # Query-string and message value -> Binance order side ("" = both).
 SIDES = {"": "", "all": "", "long": Side.SELL.value, "short": Side.BUY.value}
 SIDE_CHOICES = (("", "All"), ("long", "Longs"), ("short", "Shorts"))
+VENUE_CHOICES: tuple[tuple[str, str], ...] = (("", "All"),) + tuple(
+    (venue.value, str(venue.label)) for venue in Venue
+)
+VENUE_NAMES = ", ".join(("all", *(venue.value for venue in Venue)))
 
 
 class InvalidFilter(ValueError):
@@ -49,18 +53,29 @@ def parse_side(value: object) -> str:
     return "" if side == "all" else side
 
 
+def parse_venue(value: object) -> str:
+    """Return "" (every venue) or a venue's name, or raise InvalidFilter."""
+    venue = value.strip().lower() if isinstance(value, str) else None
+    if venue in ("", "all"):
+        return ""
+    if venue not in Venue.values:
+        raise InvalidFilter(f"venue must be one of: {VENUE_NAMES}")
+    return venue
+
+
 @dataclass(frozen=True, slots=True)
 class FeedFilter:
     min_usd: Decimal = Decimal(0)
     side: str = ""  # "", "long" or "short"
+    venue: str = ""  # "" (every venue), "binance", "bybit" or "okx"
     errors: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_query(cls, params) -> FeedFilter:
-        """Read min_usd and side from a query string; ignore bad values and say why."""
+        """Read min_usd, side and venue from a query string; ignore bad values and say why."""
         errors = []
         min_usd = Decimal(0)
-        side = ""
+        side = venue = ""
         try:
             min_usd = parse_min_usd(params.get("min_usd", ""))
         except InvalidFilter as exc:
@@ -69,7 +84,15 @@ class FeedFilter:
             side = parse_side(params.get("side", ""))
         except InvalidFilter as exc:
             errors.append(f"Ignored the side: {exc}.")
-        return cls(min_usd=min_usd, side=side, errors=tuple(errors))
+        try:
+            venue = parse_venue(params.get("venue", ""))
+        except InvalidFilter as exc:
+            errors.append(f"Ignored the venue: {exc}.")
+        return cls(min_usd=min_usd, side=side, venue=venue, errors=tuple(errors))
+
+    @property
+    def is_default(self) -> bool:
+        return not (self.min_usd or self.side or self.venue)
 
     @property
     def binance_side(self) -> str:
@@ -84,9 +107,11 @@ class FeedFilter:
     def is_preset(self) -> bool:
         return self.min_usd in MIN_USD_PRESETS
 
-    def matches(self, *, usd: float, side: str) -> bool:
+    def matches(self, *, usd: float, side: str, venue: str = "") -> bool:
         """Return whether a broadcast row passes this filter."""
         if self.side and side != self.binance_side:
+            return False
+        if self.venue and venue != self.venue:
             return False
         return usd >= self.min_usd_float
 

@@ -58,6 +58,7 @@ class Cursor:
 @dataclass(frozen=True, slots=True)
 class HistoryFilters:
     symbol: str | None = None
+    venue: str | None = None
     side: str | None = None  # Side.BUY / Side.SELL
     min_usd: Decimal | None = None
     start: datetime | None = None  # inclusive
@@ -69,6 +70,8 @@ def liquidation_filtered(*, filters: HistoryFilters) -> QuerySet[Liquidation]:
     queryset = Liquidation.objects.all()
     if filters.symbol:
         queryset = queryset.filter(symbol=filters.symbol)
+    if filters.venue:
+        queryset = queryset.filter(venue=filters.venue)
     if filters.side:
         queryset = queryset.filter(side=filters.side)
     if filters.min_usd:
@@ -194,13 +197,16 @@ def _rare_amount_page_ids(
     top = scope.order_by("-notional_usd")[: RARE_AMOUNT_ROWS + 1]
     if top.count() > RARE_AMOUNT_ROWS:
         return None
-    top_sql, top_params = top.values("id", "trade_time", "side").query.sql_with_params()
+    top_sql, top_params = top.values("id", "trade_time", "side", "venue").query.sql_with_params()
     stamp = connection.ops.adapt_datetimefield_value
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if filters.side:
         where.append("side = %s")
         params.append(filters.side)
+    if filters.venue:
+        where.append("venue = %s")
+        params.append(filters.venue)
     if filters.start:
         where.append("trade_time >= %s")
         params.append(stamp(filters.start))

@@ -1,17 +1,20 @@
-"""Reads: the stats strip (long/short USD, count and largest per 1h/4h/12h/24h window)."""
+"""Reads: the stats strip (long/short USD, count and largest per 1h/4h/12h/24h window),
+with each window's long and short totals split per venue."""
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Aggregate, Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
-from ..models import Liquidation, LiquidationMinute, RollupState, Side, SideMixin
+from ..models import Liquidation, LiquidationMinute, RollupState, Side, SideMixin, Venue
 from ..upstream.events import datetime_to_ms, ms_to_datetime
 from .volume import usd_cents
 
@@ -34,6 +37,28 @@ class Largest(SideMixin):
 
 
 @dataclass(frozen=True, slots=True)
+class VenueSplit:
+    """One venue's share of a window: long and short totals (Coinglass's exchange list)."""
+
+    venue: str
+    long_usd: Decimal
+    short_usd: Decimal
+
+    @property
+    def label(self) -> str:
+        return VENUE_LABELS.get(self.venue, self.venue)
+
+    @property
+    def total_usd(self) -> Decimal:
+        return self.long_usd + self.short_usd
+
+
+VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
+VENUE_ORDER = {venue.value: n for n, venue in enumerate(Venue)}
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
 class WindowStats:
     label: str
     seconds: int
@@ -41,6 +66,7 @@ class WindowStats:
     short_usd: Decimal  # BUY orders: short positions liquidated
     count: int
     largest: Largest | None
+    venues: tuple[VenueSplit, ...] = ()
 
     @property
     def total_usd(self) -> Decimal:
@@ -85,7 +111,8 @@ def liquidation_stats_many(
         base = base.filter(symbol__in=scopes)
     raw = _stats_raw(base=base, windows=windows, watermark=watermark)
 
-    totals = {scope: _stats_totals(scope, rolled, raw) for scope in scopes}
+    parts = {scope: _scope_parts(scope, rolled, raw) for scope in scopes}
+    totals = {scope: _stats_totals(parts[scope]) for scope in scopes}
     largest = _largest_rows(base=base, totals=totals, now=now)
     return {
         scope: [
@@ -96,6 +123,7 @@ def liquidation_stats_many(
                 short_usd=usd_cents(totals[scope][f"short_{label}"]),
                 count=int(totals[scope][f"count_{label}"]),
                 largest=largest.get((scope, label)),
+                venues=_venue_splits(parts[scope], label),
             )
             for label, seconds in STATS_WINDOWS
         ]
@@ -103,8 +131,11 @@ def liquidation_stats_many(
     }
 
 
-def _stats_rolled(*, scopes: list[str | None], windows: list) -> dict[str, dict]:
-    """Return rollup scope ("" for all-market) → its whole-minute aggregates per window."""
+Parts = dict[str, dict[str, dict]]  # scope or symbol → venue → aggregates
+
+
+def _stats_rolled(*, scopes: list[str | None], windows: list) -> Parts:
+    """Return rollup scope ("" for all-market) → venue → whole-minute aggregates per window."""
     aggregates: dict[str, Aggregate] = {}
     for label, _, first_whole, _ in windows:
         whole = Q(start__gte=first_whole)
@@ -116,15 +147,19 @@ def _stats_rolled(*, scopes: list[str | None], windows: list) -> dict[str, dict]
         LiquidationMinute.objects.filter(
             scope__in=[scope or "" for scope in scopes], start__gte=min(w[2] for w in windows)
         )
-        .values("scope")
+        .values("scope", "venue")
         .annotate(**aggregates)
         .order_by()
     )
-    return {row["scope"]: dict(row) for row in rows}
+    rolled: Parts = defaultdict(dict)
+    for row in rows:
+        values: dict[str, Any] = dict(row)
+        rolled[values.pop("scope")][values.pop("venue")] = values
+    return rolled
 
 
-def _stats_raw(*, base: QuerySet[Liquidation], windows: list, watermark: int) -> dict[str, dict]:
-    """Return symbol → its aggregates per window over the rows the rollup does not cover."""
+def _stats_raw(*, base: QuerySet[Liquidation], windows: list, watermark: int) -> Parts:
+    """Return symbol → venue → aggregates per window over rows the rollup does not cover."""
     newer = Q(id__gt=watermark)
     uncovered = newer
     aggregates: dict[str, Aggregate] = {}
@@ -136,14 +171,40 @@ def _stats_raw(*, base: QuerySet[Liquidation], windows: list, watermark: int) ->
         aggregates[f"short_{label}"] = Sum("notional_usd", filter=mine & Q(side=Side.BUY))
         aggregates[f"count_{label}"] = Count("trade_time", filter=mine)
         aggregates[f"max_{label}"] = Max("notional_usd", filter=mine)
-    rows = base.filter(uncovered).values("symbol").annotate(**aggregates).order_by()
-    return {row["symbol"]: dict(row) for row in rows}
+    rows = base.filter(uncovered).values("symbol", "venue").annotate(**aggregates).order_by()
+    raw: Parts = defaultdict(dict)
+    for row in rows:
+        values: dict[str, Any] = dict(row)
+        raw[values.pop("symbol")][values.pop("venue")] = values
+    return raw
 
 
-def _stats_totals(scope: str | None, rolled: dict[str, dict], raw: dict[str, dict]) -> dict:
-    """Add up one scope's rollup and raw aggregates (all-market: every symbol's raw rows)."""
-    parts = [rolled.get(scope or "")]
-    parts += raw.values() if scope is None else [raw.get(scope)]
+def _scope_parts(scope: str | None, rolled: Parts, raw: Parts) -> dict[str, list[dict]]:
+    """Return venue → the aggregates that add up to one scope (all-market: every symbol's)."""
+    parts: dict[str, list[dict]] = defaultdict(list)
+    for venue, row in rolled.get(scope or "", {}).items():
+        parts[venue].append(row)
+    for by_venue in raw.values() if scope is None else [raw.get(scope, {})]:
+        for venue, row in by_venue.items():
+            parts[venue].append(row)
+    return parts
+
+
+def _venue_splits(parts: dict[str, list[dict]], label: str) -> tuple[VenueSplit, ...]:
+    splits = [
+        VenueSplit(
+            venue=venue,
+            long_usd=usd_cents(sum((row[f"long_{label}"] or ZERO for row in rows), ZERO)),
+            short_usd=usd_cents(sum((row[f"short_{label}"] or ZERO for row in rows), ZERO)),
+        )
+        for venue, rows in parts.items()
+    ]
+    return tuple(sorted(splits, key=lambda split: VENUE_ORDER.get(split.venue, 99)))
+
+
+def _stats_totals(by_venue: dict[str, list[dict]]) -> dict:
+    """Add up one scope's rollup and raw aggregates over every venue."""
+    parts = [row for rows in by_venue.values() for row in rows]
     totals: dict[str, object] = {}
     for label, _ in STATS_WINDOWS:
         for kind in ("long", "short", "count"):

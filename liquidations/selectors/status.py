@@ -9,7 +9,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from ..models import WorkerState
+from ..models import Venue, WorkerState
 
 # The worker saves its state every second; this much silence means it is not running.
 WORKER_STALE_SECONDS = 15.0
@@ -18,12 +18,33 @@ WORKER_DOWN_LIMIT = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
+class VenueState:
+    """One venue's connection as the header shows it."""
+
+    venue: str
+    state: str
+
+    @property
+    def label(self) -> str:
+        return VENUE_LABELS.get(self.venue, self.venue)
+
+
+VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerStatus:
-    """The upstream worker's state as the dashboard header shows it."""
+    """The upstream worker's state as the dashboard header shows it (and each venue's)."""
 
     state: str
     last_event_at: datetime | None
     heartbeat_at: datetime | None
+    venues: tuple[VenueState, ...] = ()
+
+    @property
+    def venues_key(self) -> str:
+        """The venues' states in one string (the fan-out forwards a status when it changes)."""
+        return ",".join(f"{v.venue}:{v.state}" for v in self.venues)
 
     @property
     def last_event_ms(self) -> int | None:
@@ -54,9 +75,17 @@ def worker_status(*, stale_after: float = WORKER_STALE_SECONDS) -> WorkerStatus:
         return WorkerStatus(state="stopped", last_event_at=None, heartbeat_at=None)
     state = row["state"]
     heartbeat_at = row["heartbeat_at"]
-    if heartbeat_at is None or (timezone.now() - heartbeat_at).total_seconds() > stale_after:
+    stale = heartbeat_at is None or (timezone.now() - heartbeat_at).total_seconds() > stale_after
+    if stale:
         state = "stopped"
-    return WorkerStatus(state=state, last_event_at=row["last_event_at"], heartbeat_at=heartbeat_at)
+    venues = tuple(
+        VenueState(venue=name, state="stopped" if stale else str(venue.get("state", "stopped")))
+        for name, venue in (row["venues"] or {}).items()
+        if isinstance(venue, dict)
+    )
+    return WorkerStatus(
+        state=state, last_event_at=row["last_event_at"], heartbeat_at=heartbeat_at, venues=venues
+    )
 
 
 def worker_state() -> dict[str, Any] | None:
@@ -72,6 +101,7 @@ def worker_state() -> dict[str, Any] | None:
             "heartbeat_at",
             "disconnected_since",
             "requested",
+            "venues",
         )
         .first()
     )
@@ -99,6 +129,8 @@ class WorkerHealth:
     disconnected_for_s: float | None  # None while streaming
     events_stored: int
     malformed_dropped: int
+    # Each venue's state ("absent" with the worker), for the body; health follows `state`.
+    venues: dict[str, str] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -133,4 +165,9 @@ def worker_health(*, now: datetime) -> WorkerHealth:
         disconnected_for_s=(now - down_since).total_seconds() if down_since else None,
         events_stored=row["events_stored"],
         malformed_dropped=row["malformed_dropped"],
+        venues={
+            name: str(venue.get("state", "stopped")) if alive else "absent"
+            for name, venue in (row["venues"] or {}).items()
+            if isinstance(venue, dict)
+        },
     )

@@ -95,9 +95,9 @@ class VolumeBucket:
 
 
 def liquidation_volume(
-    *, symbol: str, seconds: int, start: datetime, end: datetime
+    *, symbol: str, seconds: int, start: datetime, end: datetime, venue: str | None = None
 ) -> list[VolumeBucket]:
-    """Return non-empty buckets of [start, end) for the symbol, oldest first.
+    """Return non-empty buckets of [start, end) for the symbol (one venue, or all), oldest first.
 
     Grouped in the database: the whole rollup buckets inside the range (hours for 1h
     and longer, minutes below) are summed from the rollup, which holds a few thousand
@@ -107,15 +107,21 @@ def liquidation_volume(
     """
     buckets: dict[int, list] = {}
     raw = Liquidation.objects.filter(symbol=symbol, trade_time__gte=start, trade_time__lt=end)
+    if venue:
+        raw = raw.filter(venue=venue)
     rollup = _volume_rollup(seconds=seconds, start=start)
     if rollup is not None:
         model, step, last_id = rollup
         first_whole = -(-datetime_to_ms(start) // (step * 1000)) * step
         end_whole = datetime_to_ms(end) // (step * 1000) * step
         if first_whole < end_whole:
+            buckets_of = model.objects.filter(
+                scope=symbol, start__gte=first_whole, start__lt=end_whole
+            )
+            if venue:
+                buckets_of = buckets_of.filter(venue=venue)
             rolled = (
-                model.objects.filter(scope=symbol, start__gte=first_whole, start__lt=end_whole)
-                .values(
+                buckets_of.values(
                     bucket=ExpressionWrapper(
                         F("start") / seconds * seconds, output_field=BigIntegerField()
                     )

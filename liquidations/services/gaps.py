@@ -8,17 +8,19 @@ from ..models import ConnectionGap
 
 
 def connection_gap_record(
-    *, started_at: datetime, ended_at: datetime, reason: str
+    *, venue: str, started_at: datetime, ended_at: datetime, reason: str
 ) -> ConnectionGap:
-    """Record a span with no upstream connection."""
+    """Record a span with no connection to one venue."""
     return ConnectionGap.objects.create(
-        started_at=started_at, ended_at=ended_at, reason=reason[:200]
+        venue=venue, started_at=started_at, ended_at=ended_at, reason=reason[:200]
     )
 
 
-def connection_gap_open(*, started_at: datetime, reason: str) -> int:
+def connection_gap_open(*, venue: str, started_at: datetime, reason: str) -> int:
     """Record a hole that is still open (it ends, for now, where it starts); return its id."""
-    return connection_gap_record(started_at=started_at, ended_at=started_at, reason=reason).pk
+    return connection_gap_record(
+        venue=venue, started_at=started_at, ended_at=started_at, reason=reason
+    ).pk
 
 
 def connection_gap_extend(*, gap_id: int, ended_at: datetime) -> None:

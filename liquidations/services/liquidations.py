@@ -19,10 +19,12 @@ from ..upstream.events import LiquidationEvent, ms_to_datetime
 
 logger = logging.getLogger(__name__)
 
-UNIQUE_FIELDS = ("symbol", "side", "trade_time", "filled_quantity", "average_price")
+UNIQUE_FIELDS = ("venue", "symbol", "side", "trade_time", "filled_quantity", "average_price")
 # The stored columns of an event, named as on Liquidation and on LiquidationEvent (where
 # the times are *_ms): the one list the inserts, the bulk loader and exports follow.
 EVENT_FIELDS = (
+    "venue",
+    "instrument",
     "symbol",
     "side",
     "order_type",
@@ -50,12 +52,15 @@ def _event_values(
 ) -> list[object]:
     """Return an event's EVENT_FIELDS values: decimals as text, times as epoch ms.
 
-    With as_db_time, times are datetimes adapted by it (SQLite's text form).
+    With as_db_time, times are datetimes adapted by it (SQLite's text form). A field the
+    venue does not publish stays None.
     """
     values: list[Any] = [str(v) if type(v) is Decimal else v for v in _event_attributes(event)]
     if as_db_time is not None:
         for n in _TIME_POSITIONS:
-            values[n] = as_db_time(ms_to_datetime(values[n]))
+            ms = values[n]
+            if isinstance(ms, int):
+                values[n] = as_db_time(ms_to_datetime(ms))
     return values
 
 
@@ -66,6 +71,7 @@ class StoredLiquidation(NamedTuple):
     """
 
     pk: int
+    venue: str
     symbol: str
     side: str
     trade_time: datetime
@@ -116,6 +122,7 @@ def _stored(pk: int, event: LiquidationEvent, values: Sequence[Any]) -> StoredLi
     filled_quantity, average_price, notional_usd = values
     return StoredLiquidation(
         pk=pk,
+        venue=event.venue,
         symbol=event.symbol,
         side=event.side,
         trade_time=event.trade_time,

@@ -1,11 +1,11 @@
 """Writes: the per-minute and per-hour rollups behind stats and volume.
 
 A day of liquidations can be hundreds of thousands of rows, a year tens of millions;
-summing them per page view costs seconds. The rollups keep totals per symbol and for
-the whole market, per minute (15 days: stats windows, volume up to 30m buckets) and per
-hour (400 days: volume in 1h, 4h and 1d buckets). They are advanced incrementally, by
-id, once a second by the stats publisher; readers add the few raw rows a rollup does
-not cover yet (see analytics.liquidation_stats and analytics.liquidation_volume).
+summing them per page view costs seconds. The rollups keep totals per venue, for each
+symbol and for the whole market, per minute (15 days: stats windows, volume up to 30m
+buckets) and per hour (400 days: volume in 1h, 4h and 1d buckets). They are advanced
+incrementally, by id, once a second by the stats publisher; readers add the few raw
+rows a rollup does not cover yet (see analytics.liquidation_stats and analytics.liquidation_volume).
 """
 
 from __future__ import annotations
@@ -87,22 +87,20 @@ def _upsert(model, seconds: int, *, after_id: int, up_to_id: int, since: int) ->
     since_at = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(since, tz=UTC))
     where = f"{quote('id')} > %s AND {quote('id')} <= %s AND {quote('trade_time')} >= %s"
     params = [after_id, up_to_id, since_at]
-    rows = (
-        f"SELECT {quote('symbol')} AS scope, {bucket} AS start, {quote('side')} AS side, "
-        f"{quote('notional_usd')} AS usd FROM {source} WHERE {where} "
-        f"UNION ALL "
-        f"SELECT '' AS scope, {bucket} AS start, {quote('side')} AS side, "
+    columns = (
+        f"{quote('venue')} AS venue, {bucket} AS start, {quote('side')} AS side, "
         f"{quote('notional_usd')} AS usd FROM {source} WHERE {where}"
     )
-    scope, start, side, usd, count, max_usd = (
-        quote(name) for name in ("scope", "start", "side", "usd", "count", "max_usd")
+    rows = f"SELECT {quote('symbol')} AS scope, {columns} UNION ALL SELECT '' AS scope, {columns}"
+    scope, venue, start, side, usd, count, max_usd = (
+        quote(name) for name in ("scope", "venue", "start", "side", "usd", "count", "max_usd")
     )
     # "WHERE 1 = 1": SQLite would otherwise read ON CONFLICT as a join constraint.
     sql = (
-        f"INSERT INTO {target} ({scope}, {start}, {side}, {usd}, {count}, {max_usd}) "
-        f"SELECT scope, start, side, SUM(usd), COUNT(*), MAX(usd) FROM ({rows}) AS new_rows "
-        f"WHERE 1 = 1 GROUP BY scope, start, side "
-        f"ON CONFLICT ({scope}, {start}, {side}) DO UPDATE SET "
+        f"INSERT INTO {target} ({scope}, {venue}, {start}, {side}, {usd}, {count}, {max_usd}) "
+        f"SELECT scope, venue, start, side, SUM(usd), COUNT(*), MAX(usd) "
+        f"FROM ({rows}) AS new_rows WHERE 1 = 1 GROUP BY scope, venue, start, side "
+        f"ON CONFLICT ({scope}, {venue}, {start}, {side}) DO UPDATE SET "
         f"{usd} = {target}.{usd} + excluded.{usd}, "
         f"{count} = {target}.{count} + excluded.{count}, "
         f"{max_usd} = {greatest}({target}.{max_usd}, excluded.{max_usd})"

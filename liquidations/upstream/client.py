@@ -9,45 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
+from .keepalive import Backoff, Keepalive, KeepalivePolicy, Liveness
+
+__all__ = ["Backoff", "UpstreamClient", "describe_error"]
+
 logger = logging.getLogger(__name__)
 
 ROTATE = "rotate"
-
-
-class Backoff:
-    """Exponential backoff with jitter: about `initial` doubling up to `cap` seconds."""
-
-    def __init__(self, *, initial: float = 1.0, cap: float = 30.0) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap, self.initial * 2**self.attempt)
-        self.attempt += 1
-        # "Equal jitter": never less than half the nominal delay, so a herd of clients
-        # restarted together spreads out without hammering the server.
-        return delay / 2 + random.uniform(0, delay / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-@dataclass
-class _Liveness:
-    """What one connection's keepalive needs to know about its reader."""
-
-    last_frame_at: float
-    holding: bool = False
-    failure: str | None = None
 
 
 class UpstreamClient:
@@ -60,11 +34,15 @@ class UpstreamClient:
 
     Backpressure: when `on_message` returns an awaitable, the socket is not read until it
     completes, so the exchange's frames wait in TCP buffers (and at the exchange) instead
-    of in this process. Keepalive: every frame is proof that the connection lives; only
-    after `ping_interval` seconds without a frame *while reading* is a ping sent, and the
-    connection is failed when neither a frame nor the pong follows within `ping_timeout`.
-    A stock keepalive (websockets' own) would ping during backpressure too, and its pong
-    would wait behind the unread frames until the connection timed out.
+    of in this process. Keepalive (keepalive.py): a ping after `ping_interval` seconds
+    without a frame while reading, failed after `ping_timeout` without an answer; a stock
+    keepalive (websockets' own) would ping during backpressure too, and its pong would
+    wait behind the unread frames until the connection timed out.
+
+    Venues that want more (Bybit, OKX) give `subscribe`, the messages to send on every new
+    connection (called each time: they may change), and `keepalive_message`, an
+    application-level ping sent as text instead of a WebSocket ping; with `ping_always`
+    it goes every ping_interval, busy or not.
     """
 
     def __init__(
@@ -80,6 +58,9 @@ class UpstreamClient:
         open_timeout: float = 10.0,
         ping_interval: float = 20.0,
         ping_timeout: float = 20.0,
+        subscribe: Callable[[], Sequence[str]] | None = None,
+        keepalive_message: str | None = None,
+        ping_always: bool = False,
     ) -> None:
         self.url = url
         self.on_message = on_message
@@ -89,8 +70,15 @@ class UpstreamClient:
         self.max_connection_age = max_connection_age
         self.stable_after = stable_after
         self.open_timeout = open_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
+        self.subscribe = subscribe
+        self.keepalive = Keepalive(
+            KeepalivePolicy(
+                interval=ping_interval,
+                timeout=ping_timeout,
+                message=keepalive_message,
+                always=ping_always,
+            )
+        )
         self._stopping = asyncio.Event()
         self._ws: ClientConnection | None = None
 
@@ -124,22 +112,26 @@ class UpstreamClient:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    async def send(self, messages: Sequence[str]) -> bool:
+        """Send messages on the open connection; False when there is none (or it failed).
+
+        Whatever a venue must send on every connection belongs in `subscribe` instead.
+        """
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            for message in messages:
+                await ws.send(message)
+        except ConnectionClosed:
+            return False
+        return True
+
     async def stop(self) -> None:
         """Close the connection and make run() return."""
         self._stopping.set()
         if self._ws is not None:
             await self._ws.close()
-
-    async def send(self, text: str) -> bool:
-        """Send one text message on the open connection; False when there is none."""
-        ws = self._ws
-        if ws is None:
-            return False
-        try:
-            await ws.send(text)
-        except ConnectionClosed:
-            return False
-        return True
 
     async def _notify(self, callback: Callable[..., Awaitable[None]], *args: object) -> None:
         try:
@@ -198,6 +190,16 @@ class UpstreamClient:
             close_timeout=5,
             max_size=2**20,
         )
+        if self.subscribe is not None:
+            messages = self.subscribe()
+            try:
+                for message in messages:
+                    await ws.send(message)
+            except BaseException:
+                await ws.close()
+                raise
+            if messages:
+                logger.info("Upstream %s: sent %d subscription requests", self.url, len(messages))
         self._ws = ws
         logger.info("Upstream connected to %s", self.url)
         return ws
@@ -221,8 +223,8 @@ class UpstreamClient:
         """Hand every frame to on_message until the socket closes or the deadline passes."""
         loop = asyncio.get_running_loop()
         loop_deadline = loop.time() + (deadline - time.monotonic())
-        liveness = _Liveness(last_frame_at=loop.time())
-        keepalive = asyncio.create_task(self._keepalive(ws, liveness), name="upstream-keepalive")
+        liveness = Liveness(last_frame_at=loop.time())
+        keepalive = asyncio.create_task(self.keepalive.run(ws, liveness), name="upstream-keepalive")
         try:
             async with asyncio.timeout_at(loop_deadline):
                 while True:
@@ -268,42 +270,6 @@ class UpstreamClient:
                 task.cancel()
         if task.done() and not task.cancelled():
             task.result()
-
-    async def _keepalive(self, ws: ClientConnection, liveness: _Liveness) -> None:
-        """Ping after ping_interval without a frame; fail the connection if it stays mute.
-
-        Time spent holding (backpressure) is not silence: the exchange is sending, we are
-        not reading.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            if liveness.holding:
-                await asyncio.sleep(self.ping_interval)
-                continue
-            silent_for = loop.time() - liveness.last_frame_at
-            if silent_for < self.ping_interval:
-                await asyncio.sleep(self.ping_interval - silent_for)
-                continue
-            try:
-                # A future that completes when the pong arrives (typed as an Awaitable).
-                pong = asyncio.ensure_future(await ws.ping())
-            except ConnectionClosed:
-                return
-            pinged_at = loop.time()
-            await asyncio.wait({pong}, timeout=self.ping_timeout)
-            if pong.done():
-                if pong.cancelled() or pong.exception() is not None:
-                    return  # the connection closed meanwhile; the reader reports why
-                continue
-            if liveness.holding or liveness.last_frame_at >= pinged_at:
-                continue
-            # A peer that answers nothing would not answer a closing handshake either.
-            liveness.failure = (
-                f"keepalive ping timeout: no frame for {loop.time() - liveness.last_frame_at:.1f} s"
-                f" and no pong within {self.ping_timeout:g} s"
-            )
-            ws.transport.abort()
-            return
 
     async def _rotate(self, old: ClientConnection) -> ClientConnection | None:
         """Open the next connection before closing the old one, so the switch has no hole."""

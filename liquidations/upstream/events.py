@@ -1,18 +1,24 @@
 """The common liquidation event every venue's frames become, and the parse helpers.
 
-Venue modules (binance.py, ...) validate a frame's fields with these helpers and build one
-LiquidationEvent: Decimal amounts, epoch-millisecond times, the liquidation order's side.
+Venue modules (binance.py, bybit.py, okx.py) validate a frame's fields with these helpers
+and build LiquidationEvents: Decimal amounts in base units, epoch-millisecond times, the
+liquidation order's side (BUY = a short was liquidated), the venue and its instrument id,
+and the canonical symbol (base + quote as the venue lists them).
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-# Matched whole (fullmatch): "$" would also let a trailing newline through.
-SYMBOL_RE = re.compile(r"[A-Z0-9]{1,30}")
+# Every venue this app records, as stored in Liquidation.venue (and LIQUIDATION_VENUES).
+VENUES = ("binance", "bybit", "okx")
+# A symbol is any name a venue lists up to this length (Binance lists 币安人生USDT):
+# only control characters, whitespace and longer names are refused.
+MAX_SYMBOL_LENGTH = 30
+MAX_INSTRUMENT_LENGTH = 40
 SIDES = frozenset({"BUY", "SELL"})
 # Largest number the database columns hold (30 digits, 12 decimals).
 MAX_NUMBER = Decimal(10) ** 17
@@ -28,9 +34,29 @@ class MalformedFrame(ValueError):
     """An upstream frame that is not a valid liquidation event; the message says why."""
 
 
+class UnknownInstrument(MalformedFrame):
+    """A frame of an instrument the venue's listing did not have when it was parsed."""
+
+
+class PartlyMalformed(MalformedFrame):
+    """A frame carrying several events, some of them malformed: the others are kept.
+
+    `events` are the valid ones, `count` the malformed ones, the message says why.
+    """
+
+    def __init__(self, message: str, *, events: list[LiquidationEvent], count: int) -> None:
+        super().__init__(message)
+        self.events = events
+        self.count = count
+
+
 @dataclass(frozen=True, slots=True)
 class LiquidationEvent:
-    symbol: str
+    """One liquidation in the common form; fields a venue does not publish are ""/None."""
+
+    venue: str
+    instrument: str  # the venue's own id: BTCUSDT, BTCPERP, BTC-USDT-SWAP
+    symbol: str  # canonical base + quote: BTCUSDT on every venue
     side: str
     order_type: str
     time_in_force: str
@@ -38,15 +64,19 @@ class LiquidationEvent:
     price: Decimal
     average_price: Decimal
     order_status: str
-    last_filled_quantity: Decimal
+    last_filled_quantity: Decimal | None
     filled_quantity: Decimal
     trade_time_ms: int
-    event_time_ms: int
+    event_time_ms: int | None
+    # The USD amount when the venue states it (OKX inverse contracts: sz × ctVal).
+    usd: Decimal | None = None
 
     @property
     def notional_usd(self) -> Decimal:
-        """Return z × ap, or q × p when Binance reports no average price."""
-        if self.average_price:
+        """Return the stated USD, else z × ap, or q × p when there is no average price."""
+        if self.usd is not None:
+            amount = self.usd
+        elif self.average_price:
             amount = self.filled_quantity * self.average_price
         else:
             amount = self.original_quantity * self.price
@@ -57,13 +87,14 @@ class LiquidationEvent:
         return ms_to_datetime(self.trade_time_ms)
 
     @property
-    def event_time(self) -> datetime:
-        return ms_to_datetime(self.event_time_ms)
+    def event_time(self) -> datetime | None:
+        return None if self.event_time_ms is None else ms_to_datetime(self.event_time_ms)
 
     @property
-    def dedup_key(self) -> tuple[str, str, int, Decimal, Decimal]:
+    def dedup_key(self) -> tuple[str, str, str, int, Decimal, Decimal]:
         # Decimals compare and hash by value: 0.0100 and 0.01 are one key, as in the table.
         return (
+            self.venue,
             self.symbol,
             self.side,
             self.trade_time_ms,
@@ -84,14 +115,31 @@ def datetime_to_ms(value: datetime) -> int:
 
 
 def is_symbol(value: str) -> bool:
-    """Return whether value is a symbol as the record keeps it (A-Z, 0-9, at most 30)."""
-    return SYMBOL_RE.fullmatch(value) is not None
+    """Return whether value can be a symbol: 1-30 characters, no whitespace or control ones."""
+    return 0 < len(value) <= MAX_SYMBOL_LENGTH and is_printable_name(value)
+
+
+def is_printable_name(value: str) -> bool:
+    """Return whether value has no whitespace, control, format or unassigned characters."""
+    if value.isascii():  # the usual case, without a lookup per character
+        return value.isprintable() and " " not in value
+    return not any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in value)
 
 
 def symbol_normalize(value: str) -> str | None:
     """Return the symbol in upper case, or None if it cannot be a symbol."""
     symbol = value.strip().upper()
     return symbol if is_symbol(symbol) else None
+
+
+def symbol_field(obj: dict, key: str, *, max_length: int = MAX_SYMBOL_LENGTH) -> str:
+    """Return a symbol (or, with a longer max_length, instrument id) or raise MalformedFrame."""
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise MalformedFrame(f"field {key!r} missing or not a string")
+    if not (0 < len(value) <= max_length and is_printable_name(value)):
+        raise MalformedFrame(f"invalid symbol {value[:40]!r}")
+    return value
 
 
 def text_field(obj: dict, key: str, *, max_length: int = 30) -> str:
@@ -135,8 +183,11 @@ def _decimal_in_range(text: str) -> Decimal | None:
     return number if number.is_finite() and ZERO <= number < MAX_NUMBER else None
 
 
-def millis_field(obj: dict, key: str) -> int:
+def millis_field(obj: dict, key: str, *, as_text: bool = False) -> int:
+    """Return epoch milliseconds (an integer, or with as_text its decimal string: OKX)."""
     value = obj.get(key)
+    if as_text and isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise MalformedFrame(f"field {key!r} missing or not an integer timestamp")
     if not MIN_TIMESTAMP_MS <= value < MAX_TIMESTAMP_MS:

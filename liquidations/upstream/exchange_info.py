@@ -6,18 +6,15 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-import aiohttp
-import orjson
-
-from .client import describe_error
-from .events import MalformedFrame, is_symbol, number_field, precision_field, text_field
+from .events import MalformedFrame, number_field, precision_field, symbol_field, text_field
+from .rest import InstrumentsError, get_json
 
 logger = logging.getLogger(__name__)
 
 EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo"
 
 
-class ExchangeInfoError(Exception):
+class ExchangeInfoError(InstrumentsError):
     """exchangeInfo could not be fetched or was not a usable listing; the message says why."""
 
 
@@ -38,18 +35,7 @@ class SymbolSpec:
 async def fetch_exchange_info(*, base_url: str, timeout: float = 15.0) -> list[SymbolSpec]:
     """GET {base_url}/fapi/v1/exchangeInfo and return its valid symbols."""
     url = f"{base_url.rstrip('/')}{EXCHANGE_INFO_PATH}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(url, headers={"Accept": "application/json"}) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise ExchangeInfoError(f"{url} answered HTTP {response.status}")
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise ExchangeInfoError(f"{url} unreachable: {describe_error(exc)}") from None
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ExchangeInfoError(f"{url} did not return JSON: {exc}") from None
+    payload = await get_json(url, timeout=timeout, error=ExchangeInfoError)
     return parse_exchange_info(payload)
 
 
@@ -73,9 +59,7 @@ def parse_exchange_info(payload: object) -> list[SymbolSpec]:
 def _symbol_spec(entry: object) -> SymbolSpec:
     if not isinstance(entry, dict):
         raise MalformedFrame(f"not an object: {type(entry).__name__}")
-    symbol = text_field(entry, "symbol")
-    if not is_symbol(symbol):
-        raise MalformedFrame(f"invalid symbol {symbol[:40]!r}")
+    symbol = symbol_field(entry, "symbol")
     filters = entry.get("filters")
     by_type = (
         {f.get("filterType"): f for f in filters if isinstance(f, dict)}

@@ -162,7 +162,7 @@ class StreamConnection:
         assert self._client is not None
         self.requests_sent += 1
         text = orjson.dumps({"method": method, "params": params, "id": self.requests_sent})
-        if not await self._client.send(text.decode()):
+        if not await self._client.send([text.decode()]):
             return False
         logger.info("Binance %s: %s %s", self.route, method, " ".join(params))
         if method == "SUBSCRIBE":

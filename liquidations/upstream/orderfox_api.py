@@ -12,11 +12,12 @@ from typing import Any
 
 from .events import (
     SIDES,
+    VENUES,
     LiquidationEvent,
     MalformedFrame,
-    is_symbol,
     millis_field,
     number_field,
+    symbol_field,
     text_field,
 )
 
@@ -43,7 +44,11 @@ USD_ITEM_KEY = "cumulated_usd_size"
 # The range form (GET /api/v1/liquidations, the array OrderFox's client reads) adds the
 # trade time again under the name OrderFox buckets by, and serves USD as a JSON number.
 TIMESTAMP_ITEM_KEY = "timestamp"
+# Added to the seed's shape: the exchange (an item without it is Binance's, as before).
+VENUE_ITEM_KEY = "venue"
 TEXT_LENGTHS = {"symbol": 30, "order_type": 20, "time_in_force": 10, "order_status": 20}
+# Not every venue publishes these (Bybit, OKX): null in an item, None in the event.
+OPTIONAL_FIELDS = frozenset({"last_filled_quantity", "event_time"})
 
 
 def decimal_text(value: Decimal) -> str:
@@ -58,15 +63,21 @@ def item_to_event(item: object) -> LiquidationEvent:
         raise MalformedFrame(f"item is not an object: {type(item).__name__}")
     values: dict[str, Any] = {}
     for key, field, kind in ITEM_FIELDS:
-        if kind == "ms":
-            values[f"{field}_ms"] = millis_field(item, key)
+        name = f"{field}_ms" if kind == "ms" else field
+        if field in OPTIONAL_FIELDS and item.get(key) is None:
+            values[name] = None
+        elif kind == "ms":
+            values[name] = millis_field(item, key)
         elif kind == "decimal":
-            values[field] = number_field(item, key)
+            values[name] = number_field(item, key)
         else:
-            values[field] = text_field(item, key, max_length=TEXT_LENGTHS.get(field, 30))
-    if not is_symbol(values["symbol"]):
-        raise MalformedFrame(f"invalid symbol {values['symbol'][:40]!r}")
+            values[name] = text_field(item, key, max_length=TEXT_LENGTHS.get(field, 30))
+    values["symbol"] = symbol_field(item, "symbol")
     values["side"] = values["side"].upper()
     if values["side"] not in SIDES:
         raise MalformedFrame(f"invalid side {values['side'][:10]!r}")
-    return LiquidationEvent(**values)
+    venue = item.get(VENUE_ITEM_KEY, "binance")
+    if venue not in VENUES:
+        raise MalformedFrame(f"unknown venue {str(venue)[:20]!r}")
+    # The item does not carry the venue's instrument id: the symbol stands for it.
+    return LiquidationEvent(venue=venue, instrument=values["symbol"], **values)

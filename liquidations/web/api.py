@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from ..selectors import volume
 from ..selectors.feed import liquidation_feed
+from ..selectors.filters import InvalidFilter, parse_venue
 from ..selectors.symbols import symbol_exists
 from ..upstream.events import (
     MAX_TIMESTAMP_MS,
@@ -21,7 +22,7 @@ from ..upstream.events import (
     ms_to_datetime,
     symbol_normalize,
 )
-from ..upstream.orderfox_api import ITEM_FIELDS, USD_ITEM_KEY, decimal_text
+from ..upstream.orderfox_api import ITEM_FIELDS, USD_ITEM_KEY, VENUE_ITEM_KEY, decimal_text
 
 ORDERS_DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -104,6 +105,14 @@ def symbol_param(raw: str | None, *, required: bool = False) -> str | None:
     return symbol
 
 
+def venue_param(request: HttpRequest) -> str | None:
+    """Return the venue named by ?venue= (None: every venue), or raise BadRequest."""
+    try:
+        return parse_venue(request.GET.get("venue", "")) or None
+    except InvalidFilter as exc:
+        raise BadRequest(str(exc)) from None
+
+
 USD_UNITS = (("B", 1e9), ("M", 1e6), ("K", 1e3))
 
 
@@ -126,6 +135,8 @@ class ItemSource(Protocol):
 
     @property
     def notional_usd(self) -> Decimal: ...
+    @property
+    def venue(self) -> str: ...
 
 
 def liquidation_item(liquidation: ItemSource) -> dict:
@@ -133,7 +144,9 @@ def liquidation_item(liquidation: ItemSource) -> dict:
     item: dict = {}
     for key, field, kind in ITEM_FIELDS:
         value = getattr(liquidation, field)
-        if kind == "ms":
+        if value is None:  # not published by the venue (Bybit, OKX: last fill, event time)
+            item[key] = None
+        elif kind == "ms":
             item[key] = datetime_to_ms(value)
         elif kind == "decimal":
             item[key] = decimal_text(value)
@@ -142,6 +155,7 @@ def liquidation_item(liquidation: ItemSource) -> dict:
         else:
             item[key] = value
     item[USD_ITEM_KEY] = decimal_text(liquidation.notional_usd)
+    item[VENUE_ITEM_KEY] = liquidation.venue
     return item
 
 
@@ -161,10 +175,14 @@ def liquidation_volume(request: HttpRequest, symbol: str, timeframe: str) -> Htt
         )
     symbol_name = symbol_param(symbol, required=True)
     assert symbol_name is not None
-    buckets = volume.liquidation_volume(symbol=symbol_name, seconds=seconds, start=start, end=end)
+    venue = venue_param(request)
+    buckets = volume.liquidation_volume(
+        symbol=symbol_name, seconds=seconds, start=start, end=end, venue=venue
+    )
     # Up to 1,440 buckets of 11 fields: orjson keeps the encoding off the critical path.
     body = {
         "symbol": symbol_name,
+        "venue": venue,
         "timeframe": timeframe,
         "start_time": datetime_to_ms(start),
         "end_time": datetime_to_ms(end),
@@ -191,8 +209,9 @@ def volume_item(bucket: volume.VolumeBucket) -> dict:
 
 @api_view
 def liquidation_orders(request: HttpRequest) -> JsonResponse:
-    """The newest liquidations (all symbols, or `symbol`), newest first, as a list."""
+    """The newest liquidations (all symbols, or `symbol`; every venue, or `venue`) as a list."""
     limit = limit_param(request, default=ORDERS_DEFAULT_LIMIT)
     symbol = symbol_param(request.GET.get("symbol"))
-    items = [liquidation_item(liq) for liq in liquidation_feed(symbol=symbol)[:limit]]
+    venue = venue_param(request)
+    items = [liquidation_item(liq) for liq in liquidation_feed(symbol=symbol, venue=venue)[:limit]]
     return JsonResponse(items, safe=False)

@@ -28,7 +28,15 @@ from ..selectors.history import (
 )
 from ..upstream.events import datetime_to_ms
 from ..upstream.orderfox_api import ITEM_FIELDS, PAGED_PATH, TIMESTAMP_ITEM_KEY, USD_ITEM_KEY
-from .api import BadRequest, api_view, limit_param, liquidation_item, symbol_param, time_range
+from .api import (
+    BadRequest,
+    api_view,
+    limit_param,
+    liquidation_item,
+    symbol_param,
+    time_range,
+    venue_param,
+)
 
 ARRAY_MAX_ROWS = 200_000
 ARRAY_CHUNK_ROWS = 2000
@@ -37,7 +45,7 @@ PAGED_DEFAULT_LIMIT = 500
 # notation is accepted and ignored; anything else is a mistake worth a 400.
 TIMEFRAME = re.compile(r"[1-9][0-9]{0,3}[smhdwM]")
 # The columns an item needs: one query of plain rows per chunk, no model instances.
-ITEM_COLUMNS = (*(field for _, field, _ in ITEM_FIELDS), "notional_usd")
+ITEM_COLUMNS = (*(field for _, field, _ in ITEM_FIELDS), "notional_usd", "venue")
 
 
 def range_item(liquidation: Any) -> dict:
@@ -52,11 +60,10 @@ def range_item(liquidation: Any) -> dict:
 
 
 def range_filters(request: HttpRequest) -> HistoryFilters:
-    """Read symbol and [start_timestamp, end_timestamp) (default: the last 24 hours)."""
+    """Read symbol, venue (default: every venue) and [start_timestamp, end_timestamp)."""
     start, end = time_range(request, "start_timestamp", "end_timestamp")
     symbol = symbol_param(request.GET.get("symbol"))
-    # #13 (venues): read `venue` here (default: every venue) and filter by it.
-    return HistoryFilters(symbol=symbol, start=start, end=end)
+    return HistoryFilters(symbol=symbol, venue=venue_param(request), start=start, end=end)
 
 
 def timeframe_check(request: HttpRequest) -> None:

@@ -22,6 +22,8 @@ CSV_HEADER = (
     "id",
     "trade_time",
     "trade_time_ms",
+    "venue",
+    "instrument",
     "symbol",
     "side",
     "position_liquidated",
@@ -60,6 +62,8 @@ def csv_row(liq: Liquidation) -> tuple:
         liq.pk,
         liq.trade_time.isoformat(timespec="milliseconds"),
         datetime_to_ms(liq.trade_time),
+        liq.venue,
+        csv_text(liq.instrument),
         csv_text(liq.symbol),
         csv_text(liq.side),
         "long" if liq.is_long_liquidated else "short",
@@ -72,7 +76,7 @@ def csv_row(liq: Liquidation) -> tuple:
         liq.last_filled_quantity,
         liq.filled_quantity,
         liq.notional_usd,
-        datetime_to_ms(liq.event_time),
+        datetime_to_ms(liq.event_time) if liq.event_time else "",
         liq.received_at.isoformat(timespec="milliseconds"),
     )
 

@@ -52,6 +52,7 @@ def _worker_body(worker: WorkerHealth) -> dict:
         "disconnected_for_s": _round(worker.disconnected_for_s),
         "events_stored": worker.events_stored,
         "malformed_dropped": worker.malformed_dropped,
+        "venues": worker.venues or {},
     }
 
 

@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from ..selectors.feed import liquidation_rows
-from ..selectors.filters import SIDE_CHOICES, SIDES
+from ..selectors.filters import SIDE_CHOICES, SIDES, VENUE_CHOICES
 from ..selectors.history import BadCursor, Cursor, HistoryFilters, liquidation_page
 from ..upstream.events import symbol_normalize
 from .exports import csv_download
@@ -25,6 +25,7 @@ class HistoryFilterForm(forms.Form):
     """History filters from the query string; times are UTC."""
 
     symbol = forms.CharField(required=False, max_length=30)
+    venue = forms.ChoiceField(required=False, choices=VENUE_CHOICES)
     side = forms.ChoiceField(required=False, choices=SIDE_CHOICES)
     min_usd = forms.DecimalField(required=False, min_value=0, max_digits=20, decimal_places=2)
     start = forms.DateTimeField(
@@ -44,7 +45,9 @@ class HistoryFilterForm(forms.Form):
             return ""
         symbol = symbol_normalize(raw)
         if symbol is None:
-            raise forms.ValidationError("Not a symbol: letters and digits only, like BTCUSDT.")
+            raise forms.ValidationError(
+                "Not a symbol: up to 30 characters without spaces, like BTCUSDT."
+            )
         return symbol
 
     def clean(self) -> dict[str, Any]:
@@ -58,6 +61,7 @@ class HistoryFilterForm(forms.Form):
         data = self.cleaned_data
         return HistoryFilters(
             symbol=data["symbol"] or None,
+            venue=data["venue"] or None,
             side=SIDES.get(data["side"]) or None,
             min_usd=data["min_usd"],
             start=_as_utc(data["start"]),

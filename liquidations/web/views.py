@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
 from ..selectors.feed import liquidation_feed, liquidation_last_id, liquidation_rows
-from ..selectors.filters import MIN_USD_PRESETS, SIDE_CHOICES, FeedFilter
+from ..selectors.filters import MIN_USD_PRESETS, SIDE_CHOICES, VENUE_CHOICES, FeedFilter
 from ..selectors.market import BOOK_DEPTHS, symbol_market_spec
 from ..selectors.stats import page_stats_context
 from ..selectors.status import worker_status
@@ -41,8 +41,16 @@ def _feed(request: HtmxHttpRequest, *, symbol: str | None) -> HttpResponse:
     # socket's catch-up (and dropped as a duplicate), never missed.
     cursor = liquidation_last_id()
     liquidations = liquidation_feed(
-        symbol=symbol, min_usd=feed_filter.min_usd, side=feed_filter.binance_side
+        symbol=symbol,
+        min_usd=feed_filter.min_usd,
+        side=feed_filter.binance_side,
+        venue=feed_filter.venue,
     )[:PAGE_ROWS]
+    current = {
+        "min_usd": feed_filter.min_usd_value,
+        "side": feed_filter.side,
+        "venue": feed_filter.venue,
+    }
     context: dict[str, Any] = {
         "symbol": symbol,
         "rows": liquidation_rows(liquidations=liquidations),
@@ -50,7 +58,7 @@ def _feed(request: HtmxHttpRequest, *, symbol: str | None) -> HttpResponse:
         "min_choices": [
             {
                 "label": f"${preset:,}".replace(",000,000", "M").replace(",000", "k"),
-                "href": _filter_url(request.path, min_usd=str(preset), side=feed_filter.side),
+                "href": _filter_url(request.path, **{**current, "min_usd": str(preset)}),
                 "active": feed_filter.min_usd == preset,
             }
             for preset in MIN_USD_PRESETS
@@ -58,10 +66,19 @@ def _feed(request: HtmxHttpRequest, *, symbol: str | None) -> HttpResponse:
         "side_choices": [
             {
                 "label": label,
-                "href": _filter_url(request.path, min_usd=feed_filter.min_usd_value, side=value),
+                "href": _filter_url(request.path, **{**current, "side": value}),
                 "active": feed_filter.side == value,
             }
             for value, label in SIDE_CHOICES
+        ],
+        "venue_choices": [
+            {
+                "label": label,
+                "value": value,
+                "href": _filter_url(request.path, **{**current, "venue": value}),
+                "active": feed_filter.venue == value,
+            }
+            for value, label in VENUE_CHOICES
         ],
         "cursor": cursor,
         "page_rows": PAGE_ROWS,
@@ -90,19 +107,23 @@ def _market_context(symbol: str) -> dict[str, object]:
     }
 
 
-def _filter_url(path: str, *, min_usd: str, side: str) -> str:
+def _filter_url(path: str, *, min_usd: str, side: str, venue: str = "") -> str:
     """Return path with the filter's query string, leaving defaults out (shareable links)."""
     query = {}
     if min_usd not in ("", "0"):
         query["min_usd"] = min_usd
     if side:
         query["side"] = side
+    if venue:
+        query["venue"] = venue
     return f"{path}?{urlencode(query)}" if query else path
 
 
 def _ws_url(*, symbol: str | None, feed_filter: FeedFilter) -> str:
-    path = f"/ws/liquidations/{symbol}/" if symbol else "/ws/liquidations/"
-    return _filter_url(path, min_usd=feed_filter.min_usd_value, side=feed_filter.side)
+    path = f"/ws/liquidations/{quote(symbol, safe='')}/" if symbol else "/ws/liquidations/"
+    return _filter_url(
+        path, min_usd=feed_filter.min_usd_value, side=feed_filter.side, venue=feed_filter.venue
+    )
 
 
 @require_GET

@@ -45,6 +45,7 @@
     return {
       min_usd: elt ? elt.dataset.minUsd || "0" : "0",
       side: elt ? elt.dataset.side || "all" : "all",
+      venue: elt ? elt.dataset.venue || "all" : "all",
     };
   }
 
@@ -52,6 +53,7 @@
     if (!wrapper || !socket || socket.readyState !== WebSocket.OPEN) return;
     var message = currentFilter();
     message.side = message.side || "all";
+    message.venue = message.venue || "all";
     message.since = cursor;
     wrapper.send(JSON.stringify(message));
   }
@@ -71,6 +73,7 @@
   function passes(row, filter) {
     var side = filter.side === "long" ? "SELL" : filter.side === "short" ? "BUY" : "";
     if (side && row.dataset.side !== side) return false;
+    if (filter.venue && filter.venue !== "all" && row.dataset.venue !== filter.venue) return false;
     return parseFloat(row.dataset.usd) >= parseFloat(filter.min_usd || "0");
   }
 

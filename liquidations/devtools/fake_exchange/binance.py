@@ -44,6 +44,7 @@ class StreamClient:
     combined: bool
     streams: list[str] = field(default_factory=list)
     route: str = "market"
+    venue: str = "binance"
 
     def stream_for(self, symbol: str | None) -> str | None:
         """Return the subscribed stream that carries this symbol's events, if any."""

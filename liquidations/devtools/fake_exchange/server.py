@@ -1,63 +1,76 @@
-"""A loopback stand-in for Binance USD-M futures, for tests and `make demo`.
+"""A loopback stand-in for Binance, Bybit and OKX, for tests and `make demo`.
 
-One asyncio server on one port speaks both protocols the app uses:
+One asyncio server on one port speaks every protocol the app uses (one module each):
 
-- WebSocket market streams on the routed paths `/market/ws/<stream>` (raw payloads) and
-  `/market/stream?streams=a/b` (payloads wrapped as {"stream", "data"}), with
-  SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS requests acked as Binance does, server
-  pings, and Binance's "more than 10 incoming messages/s" disconnect. Any other path
-  (including the retired unrouted `/ws/...` and `/stream`) is accepted and acks requests
-  but never delivers an event, exactly like the real exchange since 2026-04-23.
-- HTTP `GET /fapi/v1/exchangeInfo` (plus `/fapi/v1/ping` and `/fapi/v1/time`).
+- Binance (binance.py): market streams on the routed paths `/market/ws/<stream>` and
+  `/market/stream?streams=a/b`, SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS acked as
+  Binance does, server pings, and Binance's "more than 10 incoming messages/s"
+  disconnect. Any other path (the retired unrouted `/ws/...` and `/stream`) is accepted
+  and acks requests but never delivers an event, like the real exchange since 2026-04-23.
+  HTTP `GET /fapi/v1/exchangeInfo` (plus `/fapi/v1/ping` and `/fapi/v1/time`).
+- Bybit (bybit.py): `/v5/public/linear` with subscribe/ack and {"op":"ping"}; HTTP
+  `GET /v5/market/instruments-info` a page at a time.
+- OKX (okx.py): `/ws/v5/public` with subscribe/ack, "ping"/"pong" and the 30 s idle cut;
+  HTTP `GET /api/v5/public/instruments?instType=SWAP`.
 
-Events come from `broadcast()`, `replay()` of a JSONL capture, or `generate()` of
-synthetic liquidations over a project-owned list of realistic symbols.
+Events come from `broadcast()` (Binance), `send()` (any venue), `replay()` of a JSONL
+capture, or `generate()` of synthetic liquidations over a project-owned list of symbols.
+`drop_connections()` aborts connections; `take_down()` refuses a venue's connections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
-import itertools
 import logging
-import math
-import random
 import time
-from collections.abc import Iterable
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from pathlib import Path
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from . import bybit, okx, rest
 from .binance import (
     MALFORMED_FRAMES,
     MAX_INCOMING_PER_SECOND,
     ROUTED_PREFIX,
-    StreamClient,
     answer,
-    capture_span_ms,
     client_for,
     payload_of,
-    shift_frame,
     symbol_of,
 )
 from .binance_market import FakeMarket
+from .feed import FeedMixin
 from .symbols import SYMBOLS, FakeSymbol
+from .synthetic import SyntheticMarket
 
 logger = logging.getLogger(__name__)
 
 # Binance drops a client that has not answered a ping for 10 minutes.
 PONG_TIMEOUT_SECONDS = 600.0
+VENUE_MALFORMED = {
+    "binance": MALFORMED_FRAMES,
+    "bybit": bybit.MALFORMED_FRAMES,
+    "okx": okx.MALFORMED_FRAMES,
+}
+REST_VENUES = (("/api/v5/", "okx"), ("/v5/", "bybit"), ("/fapi/", "binance"), ("/api/", "binance"))
 
 
-class FakeExchange:
-    """A Binance-compatible futures exchange on loopback (WebSocket streams + REST)."""
+def venue_of_path(path: str) -> str:
+    if path.startswith(okx.PATH):
+        return "okx"
+    if path.startswith(bybit.PATH):
+        return "bybit"
+    return "binance"
+
+
+class FakeExchange(FeedMixin):
+    """Binance-, Bybit- and OKX-compatible futures exchanges on loopback (streams + REST)."""
 
     def __init__(
         self,
@@ -69,30 +82,33 @@ class FakeExchange:
         max_connection_age: float | None = None,
         symbols: Iterable[FakeSymbol] = SYMBOLS,
         seed: int | None = None,
+        okx_idle_timeout: float = okx.IDLE_TIMEOUT_SECONDS,
     ) -> None:
         self.host = host
         self.port = port
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.max_connection_age = max_connection_age
+        self.okx_idle_timeout = okx_idle_timeout
         self.symbols: list[FakeSymbol] = list(symbols)
         # Set to an HTTP status (e.g. 503) to make the REST API fail, or to a
         # callable-free JSON-able object to serve instead of the real listing.
         self.rest_status: int = 200
         self.exchange_info_override: Any = None
+        self.bybit_page_limit = bybit.MAX_PAGE_LIMIT
         self.rest_requests = 0
+        self.rest_requests_by_path: Counter[str] = Counter()
         self.events_sent = 0
+        self.events_by_venue: Counter[str] = Counter()
         self.malformed_sent = 0
         self.accepted_connections = 0
-        self._random = random.Random(seed)
-        self._clients: set[StreamClient] = set()
+        self.accepted_by_venue: Counter[str] = Counter()
+        # Venues whose connections (and REST listing) are refused, as if they were down.
+        self.down: set[str] = set()
+        self.synthetic = SyntheticMarket(self.symbols, seed=seed)
+        self._clients: set[Any] = set()
         self._server: Server | None = None
         self._changed = asyncio.Condition()
-        self._last_trade_ms = 0
-        self._prices = {s.symbol: Decimal(s.price) for s in self.symbols}
-        # Binance publishes at most one liquidation per symbol per second: the second in
-        # which each symbol last published.
-        self._published_second: dict[str, int] = {}
         # Klines, depth and aggTrade for the symbol page (binance_market.py).
         self.market = FakeMarket(symbols=self.symbols, seed=seed)
 
@@ -138,12 +154,23 @@ class FakeExchange:
         return f"ws://{self._url_host}:{self.port}/public"
 
     @property
+    def bybit_ws_url(self) -> str:
+        return f"ws://{self._url_host}:{self.port}{bybit.PATH}"
+
+    @property
+    def okx_ws_url(self) -> str:
+        return f"ws://{self._url_host}:{self.port}{okx.PATH}"
+
+    @property
     def rest_base_url(self) -> str:
         return f"http://{self._url_host}:{self.port}"
 
     @property
     def _url_host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
+
+    def clients(self, venue: str | None = None) -> list[Any]:
+        return [c for c in self._clients if venue is None or c.venue == venue]
 
     @property
     def connections(self) -> int:
@@ -152,8 +179,13 @@ class FakeExchange:
 
     @property
     def subscriptions(self) -> list[list[str]]:
-        """Each connected client's streams (routed clients only)."""
-        return [list(c.streams) for c in self._clients if c.routed]
+        """Each connected Binance client's streams (routed clients only)."""
+        return [list(c.streams) for c in self.clients("binance") if c.routed]
+
+    @property
+    def bybit_topics(self) -> list[list[str]]:
+        """Each connected Bybit client's subscribed topics."""
+        return [list(c.topics) for c in self.clients("bybit")]
 
     @property
     def pong_latencies(self) -> list[float]:
@@ -170,22 +202,42 @@ class FakeExchange:
         for client in self._clients:
             client.ws.transport.pause_reading()
 
-    async def wait_for_clients(self, n: int = 1, timeout: float = 10.0) -> None:
-        """Wait until at least n clients are connected."""
+    async def wait_for_clients(
+        self, n: int = 1, timeout: float = 10.0, *, venue: str | None = None
+    ) -> None:
+        """Wait until at least n clients (of the venue) are connected."""
         async with asyncio.timeout(timeout):
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self._clients) >= n)
+                await self._changed.wait_for(lambda: len(self.clients(venue)) >= n)
 
-    async def wait_for_connections(self, n: int, timeout: float = 10.0) -> None:
+    async def wait_for_connections(
+        self, n: int, timeout: float = 10.0, *, venue: str | None = None
+    ) -> None:
         """Wait until n connections have been accepted since start (counting reconnects)."""
+
+        def accepted() -> int:
+            return self.accepted_connections if venue is None else self.accepted_by_venue[venue]
+
         async with asyncio.timeout(timeout):
             async with self._changed:
-                await self._changed.wait_for(lambda: self.accepted_connections >= n)
+                await self._changed.wait_for(lambda: accepted() >= n)
+
+    async def wait_for_subscribed(self, venue: str, timeout: float = 10.0) -> None:
+        """Wait until a Bybit client has every trading topic, or an OKX client its channel."""
+
+        def ready(client: Any) -> bool:
+            if venue == "okx":
+                return client.subscribed
+            return len(client.topics) >= sum(s.status == "TRADING" for s in self.symbols)
+
+        async with asyncio.timeout(timeout):
+            while not any(ready(c) for c in self.clients(venue)):
+                await asyncio.sleep(0.01)
 
     # -- sending ---------------------------------------------------------------------
 
     async def broadcast(self, frame: str | bytes | dict) -> int:
-        """Send one frame to every client subscribed to it; return how many got it.
+        """Send one Binance frame to every client subscribed to it; return how many got it.
 
         A dict is a forceOrder payload: raw-stream clients get it as is, combined-stream
         clients get it wrapped in {"stream", "data"}. A str/bytes frame that decodes to
@@ -195,16 +247,17 @@ class FakeExchange:
         Like a TCP peer, this waits while a client's socket does not take more (its
         reader is slow or holding back): the server keeps no growing buffer per client.
         """
+        binance = self.clients("binance")
         payload = frame if isinstance(frame, dict) else payload_of(frame)
         if payload is None:
             # Sent as is in a text frame: bytes may even be invalid UTF-8, like a broken feed.
             text = frame if isinstance(frame, str) else bytes(frame)
-            targets = [(c, text) for c in self._clients if c.routed and c.streams]
+            targets = [(c, text) for c in binance if c.routed and c.streams]
         else:
             symbol = symbol_of(payload)
             raw = orjson.dumps(payload).decode()
             targets = []
-            for client in self._clients:
+            for client in binance:
                 stream = client.stream_for(symbol)
                 if stream is None and symbol is None and client.routed and client.streams:
                     stream = client.streams[0]
@@ -214,6 +267,34 @@ class FakeExchange:
                     targets.append((client, f'{{"stream":"{stream}","data":{raw}}}'))
                 else:
                     targets.append((client, raw))
+        return await self._send_each(targets)
+
+    async def send(self, venue: str, frame: str | bytes | dict) -> int:
+        """Send one frame of a venue to its clients that asked for it; return how many got it.
+
+        Binance: as broadcast(). Bybit: a message goes to the clients subscribed to its
+        topic; OKX: to the clients subscribed to liquidation-orders. A frame that is not
+        a routable message (malformed) goes to every subscribed client of the venue.
+        """
+        if venue == "binance":
+            return await self.broadcast(frame)
+        message = frame if isinstance(frame, dict) else _json_dict(frame)
+        if isinstance(frame, dict):
+            text: str | bytes = orjson.dumps(frame).decode()
+        else:
+            text = frame if isinstance(frame, str) else bytes(frame)
+        if venue == "bybit":
+            topic = bybit.topic_of(message) if message is not None else None
+            targets = [
+                (c, text)
+                for c in self.clients("bybit")
+                if (topic in c.topics if topic else c.topics)
+            ]
+        else:
+            targets = [(c, text) for c in self.clients("okx") if c.subscribed]
+        return await self._send_each(targets)
+
+    async def _send_each(self, targets: Sequence[tuple[Any, str | bytes]]) -> int:
         reached = 0
         for client, text in targets:
             try:
@@ -223,161 +304,22 @@ class FakeExchange:
             reached += 1
         return reached
 
-    async def drop_connections(self) -> None:
+    async def drop_connections(self, venue: str | None = None) -> None:
         """Abort every client's TCP connection: no close frame, like a network failure."""
-        clients = list(self._clients)
+        clients = self.clients(venue)
         for client in clients:
             client.ws.transport.abort()
         async with asyncio.timeout(5):
             async with self._changed:
                 await self._changed.wait_for(lambda: not (self._clients & set(clients)))
 
-    async def replay(
-        self, path: str | Path, *, rate: float | None = None, loop: bool = False
-    ) -> int:
-        """Send every line of a JSONL capture (combined frames); return frames sent.
+    async def take_down(self, venue: str) -> None:
+        """Refuse the venue's new connections and REST listing; drop its open ones."""
+        self.down.add(venue)
+        await self.drop_connections(venue)
 
-        rate: frames per second (None: as fast as the clients take them). With loop,
-        the capture repeats until cancelled; every later pass shifts T and E by the
-        capture's span so the events are new rather than duplicates.
-        """
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-        span_ms = capture_span_ms(lines)
-        sent = 0
-        started = time.monotonic()
-        for lap in itertools.count():
-            for line in lines:
-                if lap:
-                    line = shift_frame(line, lap * span_ms)
-                await self._pace(sent, rate, started)
-                await self.broadcast(line)
-                sent += 1
-            if not loop:
-                break
-        return sent
-
-    async def generate(
-        self,
-        *,
-        rate: float,
-        count: int | None = None,
-        duration: float | None = None,
-        malformed_every: int = 0,
-    ) -> int:
-        """Send synthetic liquidations at `rate` per second; return the valid events sent.
-
-        Stops after `count` valid events or `duration` seconds (neither: until cancelled).
-        With malformed_every=N, one malformed frame follows every N valid events (not
-        counted in the return value; see `malformed_sent`).
-        """
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        started = time.monotonic()
-        deadline = None if duration is None else started + duration
-        frames = 0
-        valid = 0
-        while count is None or valid < count:
-            await self._pace(frames, rate, started)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            await self.broadcast(self.synthetic_event())
-            self.events_sent += 1
-            valid += 1
-            frames += 1
-            if malformed_every and valid % malformed_every == 0:
-                await self._pace(frames, rate, started)
-                await self.broadcast(MALFORMED_FRAMES[self.malformed_sent % len(MALFORMED_FRAMES)])
-                self.malformed_sent += 1
-                frames += 1
-        return valid
-
-    def synthetic_event(self, *, symbol: str | None = None) -> dict[str, Any]:
-        """Return one realistic forceOrder payload (unique trade time per exchange)."""
-        rnd = self._random
-        trading = [s for s in self.symbols if s.status == "TRADING" and s.weight > 0]
-        if symbol is None:
-            second = int(time.time())
-            # Like Binance, one event per symbol per second, while the rate allows it.
-            idle = [s for s in trading if self._published_second.get(s.symbol) != second]
-            pool = idle or trading
-            spec = rnd.choices(pool, weights=[s.weight for s in pool])[0]
-            self._published_second[spec.symbol] = second
-        else:
-            spec = next(s for s in self.symbols if s.symbol == symbol)
-        tick = Decimal(spec.tick_size)
-        step = Decimal(spec.step_size)
-        # A gentle random walk keeps prices plausible over a long demo.
-        mid = self._prices.get(spec.symbol, Decimal(spec.price))
-        mid = max(tick, mid * Decimal(str(1 + rnd.gauss(0, 0.0008))))
-        self._prices[spec.symbol] = mid
-        side = rnd.choice(("BUY", "SELL"))
-        # The liquidation order's limit price is through the market; the fills average
-        # better than it.
-        slip = Decimal(str(rnd.uniform(0.002, 0.012)))
-        if side == "SELL":
-            price = mid * (1 - slip)
-            average = mid * (1 - slip * Decimal(str(rnd.uniform(0.2, 0.8))))
-        else:
-            price = mid * (1 + slip)
-            average = mid * (1 + slip * Decimal(str(rnd.uniform(0.2, 0.8))))
-        price = _to_step(price, tick)
-        average = _to_step(average, Decimal(1).scaleb(-spec.price_precision))
-        usd = self._synthetic_usd()
-        quantity = max(step, _to_step(Decimal(str(usd)) / average, step))
-        # About half of real events report a last fill smaller than the total (l != z).
-        if rnd.random() < 0.5 and quantity > step:
-            last = max(step, _to_step(quantity * Decimal(str(rnd.uniform(0.05, 0.95))), step))
-        else:
-            last = quantity
-        now_ms = int(time.time() * 1000)
-        self._last_trade_ms = trade_ms = max(now_ms, self._last_trade_ms + 1)
-        return {
-            "e": "forceOrder",
-            "E": trade_ms + rnd.randint(3, 900),
-            "o": {
-                "s": spec.symbol,
-                "S": side,
-                "o": "LIMIT",
-                "f": "IOC",
-                "q": _fmt(quantity, spec.quantity_precision),
-                "p": _fmt(price, spec.price_precision),
-                "ap": _fmt(average, spec.price_precision),
-                "X": "FILLED",
-                "l": _fmt(last, spec.quantity_precision),
-                "z": _fmt(quantity, spec.quantity_precision),
-                "T": trade_ms,
-                # Undocumented fields Binance adds; clients must ignore them.
-                "ps": "BOTH",
-                "st": "c_",
-            },
-        }
-
-    def _synthetic_usd(self) -> float:
-        """Return a USD size from $10 to $5M: mostly small, some large, a few huge."""
-        roll = self._random.random()
-        low, high = (
-            (10, 20_000)
-            if roll < 0.85
-            else (20_000, 1_000_000)
-            if roll < 0.97
-            else (
-                1_000_000,
-                5_000_000,
-            )
-        )
-        return math.exp(self._random.uniform(math.log(low), math.log(high)))
-
-    async def _pace(self, sent: int, rate: float | None, started: float) -> None:
-        if rate is None:
-            # Let clients and other tasks run now and then when sending flat out.
-            if sent % 50 == 0:
-                await asyncio.sleep(0)
-            return
-        delay = started + sent / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif sent % 50 == 0:
-            await asyncio.sleep(0)
+    def bring_up(self, venue: str) -> None:
+        self.down.discard(venue)
 
     # -- connections -----------------------------------------------------------------
 
@@ -385,58 +327,52 @@ class FakeExchange:
         parts = urlsplit(request.path)
         path = parts.path
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            if venue_of_path(path) in self.down:
+                return rest.json_response(http.HTTPStatus.SERVICE_UNAVAILABLE, {"msg": "down"})
             return None
         market = self.market.rest(path, parts.query)
         if market is not None:
             self.rest_requests += 1
             return market
-        if path.startswith("/fapi/") or path.startswith("/api/"):
-            return self._rest(path)
-        return _json_response(http.HTTPStatus.NOT_FOUND, {"code": -1, "msg": "Not found."})
+        for prefix, venue in REST_VENUES:
+            if path.startswith(prefix):
+                return self._rest(path, dict(parse_qsl(parts.query)), venue=venue)
+        return rest.json_response(http.HTTPStatus.NOT_FOUND, {"code": -1, "msg": "Not found."})
 
-    def _rest(self, path: str) -> Response:
+    def _rest(self, path: str, params: dict[str, str], *, venue: str) -> Response:
         self.rest_requests += 1
+        self.rest_requests_by_path[path] += 1
+        status = http.HTTPStatus.SERVICE_UNAVAILABLE if venue in self.down else None
         if self.rest_status != 200:
             status = http.HTTPStatus(self.rest_status)
-            return _json_response(status, {"code": -1001, "msg": status.phrase})
-        if path == "/fapi/v1/exchangeInfo":
-            if self.exchange_info_override is not None:
-                return _json_response(http.HTTPStatus.OK, self.exchange_info_override)
-            return _json_response(http.HTTPStatus.OK, self.exchange_info())
-        if path == "/fapi/v1/ping":
-            return _json_response(http.HTTPStatus.OK, {})
-        if path == "/fapi/v1/time":
-            return _json_response(http.HTTPStatus.OK, {"serverTime": int(time.time() * 1000)})
-        return _json_response(
-            http.HTTPStatus.NOT_FOUND, {"code": -5000, "msg": f"Path {path}, Method GET is invalid"}
+        if status is not None:
+            return rest.json_response(status, {"code": -1001, "msg": status.phrase})
+        return rest.answer(
+            path,
+            params,
+            symbols=self.symbols,
+            exchange_info_override=self.exchange_info_override,
+            bybit_page_limit=self.bybit_page_limit,
         )
 
     def exchange_info(self) -> dict[str, Any]:
-        return {
-            "timezone": "UTC",
-            "serverTime": int(time.time() * 1000),
-            "futuresType": "U_MARGINED",
-            "rateLimits": [
-                {
-                    "rateLimitType": "REQUEST_WEIGHT",
-                    "interval": "MINUTE",
-                    "intervalNum": 1,
-                    "limit": 2400,
-                },
-            ],
-            "exchangeFilters": [],
-            "assets": [],
-            "symbols": [s.exchange_info() for s in self.symbols],
-        }
+        return rest.exchange_info(self.symbols)
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         parts = urlsplit(ws.request.path)
-        client = client_for(ws, parts.path, parts.query)
+        venue = venue_of_path(parts.path)
+        if venue == "okx":
+            client: Any = okx.OkxClient(ws)
+        elif venue == "bybit":
+            client = bybit.BybitClient(ws)
+        else:
+            client = client_for(ws, parts.path, parts.query)
         async with self._changed:
             self._clients.add(client)
             self.accepted_connections += 1
             self.market.opened(client)
+            self.accepted_by_venue[venue] += 1
             self._changed.notify_all()
         logger.info("Fake exchange: client connected to %s", ws.request.path)
         try:
@@ -454,10 +390,17 @@ class FakeExchange:
                 self._changed.notify_all()
             logger.info("Fake exchange: client on %s gone", ws.request.path)
 
-    async def _serve_requests(self, ws: ServerConnection, client: StreamClient) -> None:
+    async def _serve_requests(self, ws: ServerConnection, client: Any) -> None:
+        if client.venue == "okx":
+            await self._serve_okx(ws, client)
+            return
+        listed = {bybit.instrument_name(s) for s in self.symbols if s.status == "TRADING"}
         window_start = time.monotonic()
         in_window = 0
         async for message in ws:
+            if client.venue == "bybit":
+                await ws.send(orjson.dumps(bybit.answer(client, message, listed=listed)).decode())
+                continue
             now = time.monotonic()
             if now - window_start >= 1.0:
                 window_start, in_window = now, 0
@@ -470,22 +413,23 @@ class FakeExchange:
             if reply is not None:
                 await ws.send(orjson.dumps(reply).decode())
 
+    async def _serve_okx(self, ws: ServerConnection, client: okx.OkxClient) -> None:
+        """Answer an OKX client; close it when it sends nothing for okx_idle_timeout."""
+        while True:
+            try:
+                message = await asyncio.wait_for(ws.recv(), self.okx_idle_timeout)
+            except TimeoutError:
+                logger.info(
+                    "Fake exchange: OKX client silent for %g s, closed", self.okx_idle_timeout
+                )
+                await ws.close(4004, "No data received in 30s")
+                return
+            await ws.send(okx.answer(client, message))
 
-def _to_step(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).quantize(Decimal(1), rounding=ROUND_DOWN) * step
 
-
-def _fmt(value: Decimal, places: int) -> str:
-    return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
-
-
-def _json_response(status: http.HTTPStatus, body: Any) -> Response:
-    data = orjson.dumps(body)
-    headers = Headers(
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, data)
+def _json_dict(frame: str | bytes) -> dict | None:
+    try:
+        decoded = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    return decoded if isinstance(decoded, dict) else None

@@ -12,12 +12,13 @@ from typing import Any
 from django.core.management import BaseCommand, CommandError
 
 from liquidations.devtools.fake_exchange import FakeExchange
+from liquidations.upstream.events import VENUES
 
 logger = logging.getLogger("liquidations.fake_exchange")
 
 
 class Command(BaseCommand):
-    help = "Serve a fake Binance futures exchange (WebSocket streams + exchangeInfo) on loopback."
+    help = "Serve fake Binance, Bybit and OKX futures exchanges (streams + listings) on loopback."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -44,10 +45,19 @@ class Command(BaseCommand):
             help="Abort every client connection this often (tests reconnects and gaps).",
         )
         parser.add_argument("--ping-interval", type=float, default=180.0)
+        parser.add_argument(
+            "--venues",
+            default="binance",
+            help="Comma-separated venues the synthetic events go to, in turn (binance,bybit,okx).",
+        )
 
     def handle(self, *args, **options) -> None:
         if options["rate"] <= 0:
             raise CommandError("--rate must be positive")
+        venues = [v.strip() for v in options["venues"].split(",") if v.strip()]
+        if not venues or set(venues) - set(VENUES):
+            raise CommandError(f"--venues: choose among {', '.join(VENUES)}")
+        options["venues"] = venues
         if options["replay"] is not None and not options["replay"].is_file():
             raise CommandError(f"--replay: no such file {options['replay']}")
         asyncio.run(_serve(self, options))
@@ -61,16 +71,24 @@ async def _serve(command: Command, options: dict) -> None:
     async with FakeExchange(
         host=options["host"], port=options["port"], ping_interval=options["ping_interval"]
     ) as fx:
+        rest = fx.rest_base_url
         command.stdout.write(
-            f"Fake exchange: streams at {fx.ws_base_url}, REST at {fx.rest_base_url}\n"
+            f"Fake exchange: streams at {fx.ws_base_url}, REST at {rest}\n"
             f"Point the app at it with\n"
-            f"  BINANCE_WS_BASE_URL={fx.ws_base_url} BINANCE_REST_BASE_URL={fx.rest_base_url}"
+            f"  LIQUIDATION_VENUES={','.join(options['venues'])}"
+            f" BINANCE_WS_BASE_URL={fx.ws_base_url} BINANCE_REST_BASE_URL={rest}"
+            f" BYBIT_WS_URL={fx.bybit_ws_url} BYBIT_REST_BASE_URL={rest}"
+            f" OKX_WS_URL={fx.okx_ws_url} OKX_REST_BASE_URL={rest}"
         )
         command.stdout.flush()
         if options["replay"] is not None:
             feed = fx.replay(options["replay"], rate=options["rate"], loop=True)
         else:
-            feed = fx.generate(rate=options["rate"], malformed_every=options["malformed_every"])
+            feed = fx.generate(
+                rate=options["rate"],
+                malformed_every=options["malformed_every"],
+                venues=options["venues"],
+            )
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(feed, name="fake-feed")]
         if options["drop_every"] > 0:
             tasks.append(asyncio.create_task(_drop_every(fx, options["drop_every"])))

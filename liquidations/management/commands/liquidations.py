@@ -123,27 +123,59 @@ def _done(action: str, state: dict, requested_at: datetime) -> bool:
 
 
 def format_status(status: dict) -> str:
-    """Return the worker status as aligned `key: value` lines."""
-    last_event = _parse(status.get("last_event_at"))
-    age = f"{(timezone.now() - last_event).total_seconds():.1f} s ago" if last_event else "never"
+    """Return the worker status as aligned `key: value` lines, then one block per venue."""
     lines = [
         ("state", status.get("state", "unknown")),
         ("connected since", status.get("connected_since") or "-"),
         ("events stored", status.get("events_stored", 0)),
         ("malformed dropped", status.get("malformed_dropped", 0)),
-        ("last event", age),
+        ("last event", _age(status.get("last_event_at"))),
     ]
     for key, label in (
         ("duplicates_skipped", "duplicates skipped"),
         ("reconnects", "reconnects"),
-        ("symbols_synced_at", "symbols synced"),
         ("heartbeat_at", "heartbeat"),
     ):
         if key in status:
             lines.append((label, status[key] if status[key] is not None else "-"))
-    if status.get("url"):
-        lines.append(("upstream", status["url"]))
+    blocks = [_aligned(lines)]
+    venues = status.get("venues") or {}
+    for name, venue in venues.items() if isinstance(venues, dict) else ():
+        blocks.append(f"[{name}]\n" + _aligned(_venue_lines(venue)))
+    return "\n\n".join(blocks)
+
+
+def _venue_lines(venue: dict) -> list[tuple[str, object]]:
+    lines: list[tuple[str, object]] = [
+        ("state", venue.get("state", "unknown")),
+        ("connected since", venue.get("connected_since") or "-"),
+    ]
+    for key, label in (
+        ("events_received", "events received"),
+        ("events_stored", "events stored"),
+        ("duplicates_skipped", "duplicates skipped"),
+        ("malformed_dropped", "malformed dropped"),
+        ("reconnects", "reconnects"),
+    ):
+        lines.append((label, venue.get(key, 0)))
+    lines.append(("last event", _age(venue.get("last_event_at"))))
+    synced = venue.get("symbols_synced_at")
+    listed = f"{venue.get('instruments', 0)} instruments at {synced}" if synced else "not yet"
+    lines.append(("listing synced", listed))
+    if venue.get("subscriptions"):
+        lines.append(("subscriptions", venue["subscriptions"]))
+    if venue.get("url"):
+        lines.append(("upstream", venue["url"]))
+    return lines
+
+
+def _aligned(lines: list[tuple[str, object]]) -> str:
     return "\n".join(f"{key + ':':<20}{value}" for key, value in lines)
+
+
+def _age(value: str | datetime | None) -> str:
+    moment = _parse(value)
+    return f"{(timezone.now() - moment).total_seconds():.1f} s ago" if moment else "never"
 
 
 def _parse(value: str | datetime | None) -> datetime | None:
