@@ -29,7 +29,7 @@ from liquidations.upstream.order_book import (
     book_aggregate,
 )
 from liquidations.web.candles import candles_cache_clear, candles_limiter
-from tests.factories import liq, store, symbol_listed
+from tests.factories import liq, store, store_events, symbol_listed, venue_event
 
 D = Decimal
 
@@ -241,3 +241,30 @@ async def test_bad_chart_parameters_answer_400(chart_setup):
         response = await client.get(url)
         assert response.status_code == 400 and detail in response.json()["detail"]
     assert (await client.get("/api/v1/market-chart/NOSUCHUSDT/5m")).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_chart_volume_and_markers_follow_the_venue_filter(chart_setup, fake_exchange):
+    await sync_to_async(symbol_listed)("BTCUSDT", "BTC")
+    fake_exchange.market.klines_status = 503  # the volume comes without candles
+    now_ms = int(time.time()) // 3600 * 3600 * 1000
+    await stored(trade_ms=now_ms, usd="200000")  # Binance
+    bybit = venue_event(venue="bybit", symbol="BTCUSDT", z="1", ap="300000", T=now_ms + 1)
+    await sync_to_async(store_events)([bybit])
+    client = AsyncClient()
+
+    async def chart(query: str) -> dict:
+        response = await client.get(f"/api/v1/market-chart/BTCUSDT/1h?min_usd=100000{query}")
+        assert response.status_code == 200
+        return response.json()
+
+    def total(body: dict) -> D:
+        return sum((D(b["total_volume"]) for b in body["volume"]), D(0))
+
+    assert total(await chart("")) == D("500000.00")
+    only_bybit = await chart("&venue=bybit")
+    assert total(only_bybit) == D("300000.00")
+    assert [m["usd"] for m in only_bybit["markers"]] == ["300000.00000000"]
+    assert total(await chart("&venue=binance")) == D("200000.00")
+    response = await client.get("/api/v1/market-chart/BTCUSDT/1h?venue=nasdaq")
+    assert response.status_code == 400 and "venue" in response.json()["detail"]

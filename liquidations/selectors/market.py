@@ -54,18 +54,25 @@ class Marker:
 
 
 def liquidation_markers(
-    *, symbol: str, start_ms: int, end_ms: int, min_usd: Decimal, limit: int = MAX_MARKERS
+    *,
+    symbol: str,
+    start_ms: int,
+    end_ms: int,
+    min_usd: Decimal,
+    venue: str | None = None,
+    limit: int = MAX_MARKERS,
 ) -> list[Marker]:
     """Return the largest liquidations of at least min_usd in [start, end), oldest first."""
-    rows = (
-        Liquidation.objects.filter(
-            symbol=symbol,
-            trade_time__gte=ms_to_datetime(start_ms),
-            trade_time__lt=ms_to_datetime(end_ms),
-            notional_usd__gte=min_usd,
-        )
-        .order_by("-notional_usd")
-        .values_list("trade_time", "side", "notional_usd", "average_price")[:limit]
+    queryset = Liquidation.objects.filter(
+        symbol=symbol,
+        trade_time__gte=ms_to_datetime(start_ms),
+        trade_time__lt=ms_to_datetime(end_ms),
+        notional_usd__gte=min_usd,
     )
+    if venue:
+        queryset = queryset.filter(venue=venue)
+    rows = queryset.order_by("-notional_usd").values_list(
+        "trade_time", "side", "notional_usd", "average_price"
+    )[:limit]
     markers = [Marker(datetime_to_ms(t), side, usd, price) for t, side, usd, price in rows]
     return sorted(markers, key=lambda m: m.time_ms)

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from ..selectors import volume
+from ..selectors.filters import InvalidFilter, parse_venue
 from ..selectors.market import Marker, liquidation_markers, symbol_market_spec
 from ..upstream.binance_market import Candle
 from ..upstream.events import ms_to_datetime, symbol_normalize
@@ -85,12 +86,24 @@ def _marker_item(marker: Marker, seconds: int) -> dict[str, Any]:
 
 
 def _volume_and_markers(
-    *, symbol: str, seconds: int, start_ms: int, end_ms: int, min_usd: Decimal
+    *,
+    symbol: str,
+    seconds: int,
+    start_ms: int,
+    end_ms: int,
+    min_usd: Decimal,
+    venue: str | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     buckets = volume.liquidation_volume(
-        symbol=symbol, seconds=seconds, start=ms_to_datetime(start_ms), end=ms_to_datetime(end_ms)
+        symbol=symbol,
+        seconds=seconds,
+        start=ms_to_datetime(start_ms),
+        end=ms_to_datetime(end_ms),
+        venue=venue,
     )
-    markers = liquidation_markers(symbol=symbol, start_ms=start_ms, end_ms=end_ms, min_usd=min_usd)
+    markers = liquidation_markers(
+        symbol=symbol, start_ms=start_ms, end_ms=end_ms, min_usd=min_usd, venue=venue
+    )
     return [volume_item(b) for b in buckets], [_marker_item(m, seconds) for m in markers]
 
 
@@ -103,7 +116,8 @@ async def market_chart(request: HttpRequest, symbol: str, timeframe: str) -> Htt
     try:
         limit = _limit(request.GET.get("limit"))
         min_usd = _min_usd(request.GET.get("min_usd"))
-    except ValueError as exc:
+        venue = parse_venue(request.GET.get("venue", "")) or None
+    except (ValueError, InvalidFilter) as exc:
         return _bad(str(exc))
     name = symbol_normalize(symbol)
     spec = await sync_to_async(symbol_market_spec)(symbol=name) if name else None
@@ -114,7 +128,7 @@ async def market_chart(request: HttpRequest, symbol: str, timeframe: str) -> Htt
         candles=candles.candles, seconds=seconds, limit=limit, now_ms=int(time.time() * 1000)
     )
     buckets, markers = await sync_to_async(_volume_and_markers)(
-        symbol=name, seconds=seconds, start_ms=start, end_ms=end, min_usd=min_usd
+        symbol=name, seconds=seconds, start_ms=start, end_ms=end, min_usd=min_usd, venue=venue
     )
     body = {
         "symbol": name,

@@ -186,11 +186,31 @@
     }));
   }
 
+  // The liquidation volume and markers follow the page's venue filter (#feed data-venue).
+  function pageVenue() {
+    var feed = document.getElementById("feed");
+    return (feed && feed.dataset.venue) || "";
+  }
+
+  var venue = pageVenue();
+
+  function venueQuery() {
+    return venue ? "&venue=" + encodeURIComponent(venue) : "";
+  }
+
+  document.addEventListener("htmx:afterSettle", function () {
+    var next = pageVenue();
+    if (next === venue) return;
+    venue = next;
+    load(true);
+  });
+
   function load(keepView) {
     var mine = ++generation;
     var view = keepView ? chart.timeScale().getVisibleLogicalRange() : null;
     canvas.dataset.state = "loading";
-    var url = root.dataset.api + timeframe + "?limit=" + candleCount() + "&min_usd=" + threshold();
+    var url = root.dataset.api + timeframe + "?limit=" + candleCount() + "&min_usd=" + threshold() +
+      venueQuery();
     fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
       if (!r.ok) throw new Error("market chart API answered " + r.status);
       return r.json();
@@ -294,7 +314,7 @@
     var mine = generation, size = SECONDS[timeframe];
     var current = candleTimes[candleTimes.length - 1];
     var url = root.dataset.volumeApi + timeframe + "?start_time=" + (current - size) * 1000 +
-      "&end_time=" + (current + size) * 1000;
+      "&end_time=" + (current + size) * 1000 + venueQuery();
     fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
       if (!r.ok) throw new Error("volume API answered " + r.status);
       return r.json();
