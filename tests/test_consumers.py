@@ -23,6 +23,7 @@ from tests.factories import store_events as liquidation_store_batch
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")  # the origin check compares the two
 ROW = re.compile(r'<tr id="liq-(\d+)"[^>]*data-symbol="([^"]*)" data-side="(\w+)"')
 
 
@@ -46,7 +47,7 @@ def rows(frame_text: str) -> list[tuple[int, str, str]]:
 
 
 async def connect(path: str = "/ws/liquidations/", origin=ORIGIN) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path, headers=[origin])
+    communicator = WebsocketCommunicator(application, path, headers=[origin, HOST])
     connected, _ = await communicator.connect()
     assert connected
     return communicator
@@ -213,7 +214,7 @@ async def test_a_flood_of_filter_updates_closes_the_socket():
 
 async def test_foreign_origin_is_refused():
     communicator = WebsocketCommunicator(
-        application, "/ws/liquidations/", headers=[(b"origin", b"https://evil.example")]
+        application, "/ws/liquidations/", headers=[(b"origin", b"https://evil.example"), HOST]
     )
     connected, _ = await communicator.connect()
     assert not connected
@@ -233,7 +234,7 @@ async def test_feed_sockets_carry_no_session_or_user(monkeypatch):
     communicator = WebsocketCommunicator(
         application,
         "/ws/liquidations/",
-        headers=[ORIGIN, (b"cookie", b"sessionid=abc")],
+        headers=[ORIGIN, HOST, (b"cookie", b"sessionid=abc")],
     )
     assert (await communicator.connect())[0]
     await communicator.disconnect()
@@ -242,7 +243,7 @@ async def test_feed_sockets_carry_no_session_or_user(monkeypatch):
 
 @pytest.mark.parametrize("path", ["/ws/liquidations/btc-usdt/", "/ws/liquidations/BTCUSDT%0A/"])
 async def test_invalid_symbol_path_is_refused(path):
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, HOST])
     connected, code = await communicator.connect()
     assert not connected
     assert code == consumers.CLOSE_NOT_FOUND

@@ -29,6 +29,7 @@ from tests.conftest import skip_or_fail
 FEED = "liquidations.all"
 STATUS = "worker.status"
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")  # the origin check compares the two
 
 
 class Recorder:
@@ -279,7 +280,7 @@ async def test_feed_sockets_share_the_hub_and_leave_nothing_behind():
     layer = get_channel_layer()
     sockets = []
     for path in ("/ws/liquidations/", "/ws/liquidations/", "/ws/liquidations/ETHUSDT/"):
-        communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
+        communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, HOST])
         assert (await communicator.connect())[0]
         sockets.append(communicator)
     hub = fanout_hub(layer)
@@ -423,7 +424,9 @@ async def test_viewers_add_no_redis_subscriptions_of_their_own():
         before = len(_subscribed(client, prefix))
         counts = []
         for _ in range(5):
-            communicator = WebsocketCommunicator(application, "/ws/liquidations/", headers=[ORIGIN])
+            communicator = WebsocketCommunicator(
+                application, "/ws/liquidations/", headers=[ORIGIN, HOST]
+            )
             assert (await communicator.connect())[0]
             sockets.append(communicator)
             await asyncio.sleep(0.05)
