@@ -217,3 +217,28 @@ async def test_page_reconnects_after_a_server_side_close_the_extension_ignores(
         await expect_status(page, "Connected")
     finally:
         await asyncio.to_thread(app.stop)
+
+
+async def test_a_refused_socket_says_disconnected_and_stays_closed(browser, live_app):
+    """A message the server refuses closes the socket with a final 4000-range code: the
+    page says so and does not retry (1008/1009 became 1011 under daphne, retried forever)."""
+    page = await browser.new_page()
+    sockets: list[object] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    await page.goto(live_app.url)
+    await expect_status(page, "Connected")
+    # A ws-send form, as htmx's extension sends them: its JSON carries keys the feed refuses.
+    await page.evaluate(
+        """() => {
+            const form = document.createElement("form");
+            form.setAttribute("ws-send", "");
+            form.innerHTML = '<input name="bogus" value="1">';
+            document.getElementById("live").appendChild(form);
+            htmx.process(form);
+            form.requestSubmit();
+        }"""
+    )
+    await expect_status(page, "Disconnected")
+    await asyncio.sleep(3)  # longer than the first reconnect delays (0.25-1 s)
+    assert await page.inner_text(".connection-status") == "Disconnected"
+    assert len(sockets) == 1

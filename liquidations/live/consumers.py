@@ -7,7 +7,7 @@ may send one kind of message, a filter update, as a small JSON object:
 
 "since" asks for the rows stored after that id (matching the filter, newest 50): the page
 sends it on every (re)connect and after a filter change, so the table has no hole.
-Anything else closes the socket: 1009 when too large, 1008 otherwise.
+Anything else closes the socket: 4009 when too large, 4008 otherwise (contracts.py).
 
 Rows, worker status and stats reach the socket through the process's fan-out hub
 (fanout.py), which joins the channel-layer groups once for every viewer in the process.
@@ -149,7 +149,10 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         self.held: list[str] | None = []
         symbol = str(self.scope["url_route"]["kwargs"].get("symbol", ""))
         if symbol and not is_symbol(symbol):
-            await self.close(code=CLOSE_NOT_FOUND)
+            # Accepted first: a close before the accept is an HTTP 403 to the browser,
+            # which sees 1006 and retries; this code tells the page to stop.
+            await self.accept()
+            await self._refuse(CLOSE_NOT_FOUND, "no such feed")
             return
         self.symbol = symbol or None
         # The page's filter rides on the URL; a malformed one falls back to the default,

@@ -22,10 +22,15 @@ STATS_MESSAGE_TYPE = "liquidations.stats"
 # The table holds 50 rows: a frame carries the newest 50 that pass the viewer's filter.
 MAX_ROWS = 50
 
-# Close codes the browser sees (static/js/dashboard.js keeps its handling in step).
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_NOT_FOUND = 4404
+# Close codes the browser sees (static/js/dashboard.js keeps its handling in step; the
+# table is in docs/live-feed.md). Applications may only send 1000 or 3000-4999: autobahn
+# (daphne) turns anything else into 1011, which the htmx extension retries. So the
+# WebSocket meanings of 1008/1009 get 4000-range twins, final for the page.
+CLOSE_POLICY = 4008  # a message the feed refuses: binary, not JSON, bad filter, too many
+CLOSE_TOO_BIG = 4009  # a message over MAX_MESSAGE_BYTES
+CLOSE_NOT_FOUND = 4404  # no such feed (an invalid symbol in the path)
+# Sent by the page itself when a socket stays silent too long (it then reconnects).
+CLOSE_STALLED = 4000
 
 
 def symbol_group(symbol: str) -> str:
