@@ -69,6 +69,31 @@ DEBUG = env_bool("DJANGO_DEBUG")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
+
+def https_settings() -> dict[str, object]:
+    """What DJANGO_HTTPS=1 turns on: the site is reached over HTTPS only.
+
+    Directly or through a TLS proxy that sets X-Forwarded-Proto (and overwrites any the
+    client sent). Plain-HTTP requests are redirected (except /health, for load balancers
+    probing over HTTP), browsers keep to HTTPS for a year (HSTS, subdomains included,
+    preload-ready), and the session and CSRF cookies are Secure.
+    """
+    return {
+        "SECURE_SSL_REDIRECT": True,
+        "SECURE_REDIRECT_EXEMPT": [r"^health$"],
+        "SECURE_HSTS_SECONDS": 365 * 24 * 3600,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+    }
+
+
+HTTPS = env_bool("DJANGO_HTTPS")
+if HTTPS:
+    globals().update(https_settings())
+
 INSTALLED_APPS = [
     # daphne first: its runserver replaces Django's (check daphne.E001).
     "daphne",
@@ -85,6 +110,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # No inline script or style anywhere; the page connects to its own socket only.
+    "liquidations.web.middleware.ContentSecurityPolicyMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import re
 import shutil
+import subprocess
+import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -242,3 +244,49 @@ async def test_a_refused_socket_says_disconnected_and_stays_closed(browser, live
     await asyncio.sleep(3)  # longer than the first reconnect delays (0.25-1 s)
     assert await page.inner_text(".connection-status") == "Disconnected"
     assert len(sockets) == 1
+
+
+async def test_every_page_runs_under_the_content_security_policy(browser, live_app):
+    """No inline script or style is left to break under `default-src 'self'`."""
+    env = {**live_app.env, "DJANGO_SUPERUSER_PASSWORD": "csp-test-only"}
+    command = ["createsuperuser", "--no-input", "--username", "root", "--email", "r@x.invalid"]
+    await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(REPO / "manage.py"), *command],
+        env=env,
+        cwd=REPO,
+        check=True,
+    )
+    page = await browser.new_page()
+    await page.add_init_script(
+        """window.__csp = [];
+        document.addEventListener("securitypolicyviolation",
+            e => window.__csp.push(e.violatedDirective + " " + e.blockedURI));"""
+    )
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"{page.url}: {m.text}") if "Policy" in m.text else None,
+    )
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    await live_app.exchange.wait_for_clients(1, timeout=20)
+    async with feeding(live_app.exchange, rate=20):
+        await page.goto(live_app.url)
+        header = (await page.request.get(live_app.url)).headers["content-security-policy"]
+        assert "default-src 'self'" in header and "unsafe-inline" not in header
+        await expect_status(page, "Connected")  # connect-src lets the page's own socket in
+        await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        await page.fill(".symbol-picker input", "btc")
+        await page.click("#symbol-results a:has-text('BTCUSDT')", timeout=WAIT_MS)
+        await page.wait_for_url("**/BTCUSDT/", timeout=WAIT_MS)
+        await page.wait_for_selector("#volume-chart canvas", timeout=WAIT_MS)
+        await page.goto(live_app.url + "history/")
+        await page.goto(live_app.url + "admin/login/?next=/admin/liquidations/liquidation/")
+        await page.fill("#id_username", "root")
+        await page.fill("#id_password", "csp-test-only")
+        await page.click("input[type=submit]")
+        await page.wait_for_url("**/admin/liquidations/liquidation/", timeout=WAIT_MS)
+        await page.click("#result_list tbody tr a", timeout=WAIT_MS)
+        await page.wait_for_load_state()
+        problems += await page.evaluate("window.__csp")
+    assert not problems, problems

@@ -32,7 +32,13 @@
 
   var chart = LWC.createChart(canvas, {
     autoSize: true,
-    layout: { background: { color: "transparent" }, textColor: css("--muted", "#9aa4b2") },
+    // The library's logo brings an inline <style>, which the Content-Security-Policy
+    // refuses: the template credits TradingView with a plain link instead (its licence).
+    layout: {
+      background: { color: "transparent" },
+      textColor: css("--muted", "#9aa4b2"),
+      attributionLogo: false,
+    },
     grid: { vertLines: { visible: false }, horzLines: { color: "rgba(128,128,128,0.15)" } },
     timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 2 },
     rightPriceScale: { scaleMargins: { top: 0.1, bottom: 0.1 } },
