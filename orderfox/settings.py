@@ -260,8 +260,15 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    # A fault that repeats (Redis or PostgreSQL away, a flood of bad frames) is logged a
+    # few times a minute, then summarised: liquidations/logs.py. Counters stay exact.
+    "filters": {"repeats": {"()": "liquidations.logs.RepeatFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["repeats"],
+        },
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {

@@ -19,6 +19,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from ..live.broadcast import broadcast, worker_status_broadcast
+from ..logs import RateLimitedLog
 from ..selectors.status import worker_state_last_seen
 from ..services.worker_state import worker_state_save
 from ..upstream.binance import parse_frame, stream_url
@@ -64,6 +65,10 @@ class Ingest:
         self._state_failing_since: float | None = None
         self._state_failure_logged = 0.0
         self._side_tasks: list[asyncio.Task] = []
+        # Faults that repeat (bad frames, the database or Redis away) are logged a few
+        # times a minute, then summarised; status keeps the exact counts and last errors.
+        self.log = RateLimitedLog(logger)
+        self.status.last_errors = self.log.last
 
     @property
     def running(self) -> bool:
@@ -174,7 +179,14 @@ class Ingest:
                     events.append(parse_frame(raw))
                 except MalformedFrame as exc:
                     self.status.malformed_dropped += 1
-                    logger.warning("Dropped malformed frame (%s): %.200r", exc, _text(raw))
+                    self.log.log(
+                        logging.WARNING,
+                        "malformed frames",
+                        "Dropped malformed frame (%s): %.200r",
+                        exc,
+                        _text(raw),
+                        reason=str(exc).split(":", 1)[0][:60],
+                    )
         self.status.events_received += len(events)
         return events
 
@@ -192,6 +204,7 @@ class Ingest:
             # A requested stop: the hole starts at the stop (the next start records it).
             return
         self.status.reconnects += 1
+        self.log.note("upstream", reason)
         await self.gaps.open(now, reason)
 
     # -- writing -----------------------------------------------------------------------
@@ -253,12 +266,15 @@ class Ingest:
                     return
                 # Database away or locked: keep the batch, try again. Events arriving
                 # meanwhile wait in the queue.
-                logger.warning(
+                self.log.log(
+                    logging.WARNING,
+                    "database",
                     "Storing %d events failed (%s); retry %d in %.1f s",
                     len(batch),
-                    exc,
+                    str(exc).strip()[:200],
                     attempt,
                     delay,
+                    reason=type(exc).__name__,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -267,14 +283,27 @@ class Ingest:
                 # rather than block the stream forever.
                 logger.exception("Storing a batch of %d events failed; batch dropped", len(batch))
                 return
+        if attempt:
+            self.log.recovered("database", f"Storing works again after {attempt} retries")
         self.status.events_stored += len(stored)
         self.status.duplicates_skipped += len(batch) - len(stored)
         if stored:
             self.status.last_event_at = timezone.now()
             try:
                 await broadcast(channel_layer=self.channel_layer, messages=messages)
-            except Exception:
-                logger.exception("Broadcasting %d stored rows failed", len(stored))
+            except Exception as exc:
+                # Stored all the same: web processes catch up from the database when
+                # their channel layer is back (live/fanout.py).
+                self.log.log(
+                    logging.WARNING,
+                    "channel layer",
+                    "Broadcasting %d stored rows failed: %r",
+                    len(stored),
+                    exc,
+                    reason=type(exc).__name__,
+                )
+            else:
+                self.log.recovered("channel layer", "Broadcasting works again")
 
     # -- background loops ----------------------------------------------------------------
 
@@ -285,6 +314,7 @@ class Ingest:
             # An open hole grows with every heartbeat, so a crash still leaves it
             # recorded up to the last moment this worker was alive.
             await self.gaps.extend()
+            self.log.flush()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def sync_symbols(self) -> int:

@@ -22,6 +22,7 @@ from channels.worker import Worker
 from django.conf import settings
 
 from ..live.contracts import WORKER_CHANNEL
+from ..logs import RateLimitedLog
 from ..services.worker_state import worker_request_take
 from .pipeline import Ingest
 
@@ -103,14 +104,22 @@ class LiquidationWorker(Worker):
 
     async def listener(self, channel: str) -> None:
         """Hand channel messages to the consumer; ride out channel-layer outages."""
+        log = RateLimitedLog(logger)
         while True:
             try:
                 message = await self.channel_layer.receive(channel)
             except Exception as exc:
                 # Redis restarting or unreachable: streaming goes on, control waits.
-                logger.warning("Channel layer receive failed (%s); retrying in 1 s", exc)
+                log.log(
+                    logging.WARNING,
+                    "worker channel",
+                    "Channel layer receive failed (%r); retrying in 1 s",
+                    exc,
+                    reason=type(exc).__name__,
+                )
                 await asyncio.sleep(1.0)
                 continue
+            log.recovered("worker channel", "Channel layer receive works again")
             if not message.get("type"):
                 logger.warning("Dropped a worker message without a type: %.200r", message)
                 continue
