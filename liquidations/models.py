@@ -129,9 +129,29 @@ class WorkerState(models.Model):
     # its channel layer cannot reach (embedded mode); the worker takes it within a second.
     requested = models.CharField(max_length=10, blank=True, default="")
     requested_at = models.DateTimeField(null=True, blank=True)
+    # Kind of fault -> {"at", "message"} of its last occurrence (`liquidations status`).
+    last_errors = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"worker {self.state}"
+
+
+class DeadLetter(models.Model):
+    """A received event the database refused to store, kept with its raw frame and why.
+
+    Any other event of its batch was stored: a refused row costs only itself. Replay one
+    after fixing the cause by feeding `frame` to the venue's parser and the store.
+    """
+
+    created_at = models.DateTimeField()
+    frame = models.TextField()
+    error = models.TextField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S}: {self.error[:80]}"
 
 
 class RollupBucket(models.Model):

@@ -7,7 +7,7 @@ import io
 import logging
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async as sync_to_async
 from channels.layers import get_channel_layer
 
 from liquidations.ingest.pipeline import Ingest

@@ -113,7 +113,12 @@ def _without(key: str) -> str:
         (_order_with(z=True), "not a number"),
         (_order_with(S="HOLD"), "invalid side"),
         (_order_with(s="btc-usdt"), "invalid symbol"),
-        (_order_with(s="BTCUSDT\n"), "invalid symbol"),
+        (_order_with(s="BTCUSDT\n"), "'s' contains a control character"),
+        # PostgreSQL refuses NUL in text: one such event cost its whole batch.
+        (_order_with(o="LIM\u0000IT"), "'o' contains a control character"),
+        (_order_with(f="IOC\x7f"), "'f' contains a control character"),
+        (_order_with(X="FILLED\u0085"), "'X' contains a control character"),
+        (_order_with(S="BUY\x00"), "'S' contains a control character"),
         (_order_with(s="<script>alert(1)</script>"), "invalid symbol"),
         (_order_with(s="A" * 31), "longer than 30"),
         (_order_with(s=""), "invalid symbol"),

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from liquidations.ingest.backlog import Backlog
 from liquidations.ingest.pipeline import Ingest
+from liquidations.ingest.store import Batch
 from liquidations.ingest.worker import worker_create
 from liquidations.management.commands.liquidations import _request
 from liquidations.models import ConnectionGap, Liquidation, Symbol, WorkerState
@@ -129,8 +130,9 @@ async def test_one_message_per_group_per_batch(upstream_settings, channel_layer)
         force_order(symbol="ETHUSDT", side="BUY"),
         force_order(symbol="BTCUSDT", side="BUY", z="0.002"),
     ]
-    batch = [parse_frame(orjson.dumps(p)) for p in payloads]
-    await ingest._store(batch + batch[:1])
+    raws = [orjson.dumps(p) for p in payloads]
+    raws.append(raws[0])
+    await ingest.writer.store(Batch(events=[parse_frame(raw) for raw in raws], frames=raws))
     await ingest.aclose()
 
     everything = await asyncio.wait_for(channel_layer.receive(all_member), 5)

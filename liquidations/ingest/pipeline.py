@@ -15,23 +15,23 @@ from collections.abc import Awaitable
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from ..live.broadcast import broadcast, worker_status_broadcast
+from ..live.broadcast import worker_status_broadcast
 from ..logs import RateLimitedLog
 from ..selectors.status import worker_state_last_seen
 from ..services.worker_state import worker_state_save
 from ..upstream.binance import parse_frame, stream_url
 from ..upstream.client import Backoff, UpstreamClient
-from ..upstream.events import LiquidationEvent, MalformedFrame
+from ..upstream.events import MalformedFrame
 from .backlog import MAX_BACKLOG_BYTES, Backlog
 from .dbthread import DbThread
 from .gaps import GapRecorder
 from .status import IngestStatus
-from .store import store_and_render
+from .store import Batch
 from .symbols import symbols_sync, symbols_sync_loop
 from .tasks import finish_or_cancel, log_task_end, side_tasks_start, side_tasks_stop, wait_ended
+from .writer import BatchWriter
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ class Ingest:
         # times a minute, then summarised; status keeps the exact counts and last errors.
         self.log = RateLimitedLog(logger)
         self.status.last_errors = self.log.last
+        self.writer = BatchWriter(
+            db=self.db, channel_layer=channel_layer, status=self.status, log=self.log
+        )
 
     @property
     def running(self) -> bool:
@@ -168,15 +171,15 @@ class Ingest:
         await self.queue.drained()
         logger.info("Upstream reads resume after %.2f s", time.monotonic() - started)
 
-    async def _parse(self, frames: list[bytes]) -> list[LiquidationEvent]:
+    async def _parse(self, frames: list[bytes]) -> Batch:
         """Parse a batch of raw frames; count, log and skip the malformed ones."""
-        events: list[LiquidationEvent] = []
+        batch = Batch()
         for start in range(0, len(frames), PARSE_SLICE):
             if start:
                 await asyncio.sleep(0)  # a 5,000-frame batch is ~50 ms of CPU
             for raw in frames[start : start + PARSE_SLICE]:
                 try:
-                    events.append(parse_frame(raw))
+                    batch.add(parse_frame(raw), raw)
                 except MalformedFrame as exc:
                     self.status.malformed_dropped += 1
                     self.log.log(
@@ -187,8 +190,8 @@ class Ingest:
                         _text(raw),
                         reason=str(exc).split(":", 1)[0][:60],
                     )
-        self.status.events_received += len(events)
-        return events
+        self.status.events_received += len(batch)
+        return batch
 
     async def _on_connected(self) -> None:
         now = timezone.now()
@@ -231,10 +234,12 @@ class Ingest:
                     await asyncio.sleep(wait)
                 last_batch_at = loop.time()
                 if len(frames) < MAX_BATCH:
-                    batch += await self._parse(self.queue.take_nowait(MAX_BATCH - len(frames)))
+                    batch.extend(await self._parse(self.queue.take_nowait(MAX_BATCH - len(frames))))
                 del frames
                 storing = (
-                    asyncio.create_task(self._store(batch), name="ingest-store") if batch else None
+                    asyncio.create_task(self.writer.store(batch), name="ingest-store")
+                    if batch
+                    else None
                 )
                 del batch
             if storing is not None:
@@ -249,61 +254,7 @@ class Ingest:
         while frames := self.queue.take_nowait(MAX_BATCH):
             batch = await self._parse(frames)
             if batch:
-                await self._store(batch, retries=2)
-
-    async def _store(self, batch: list[LiquidationEvent], *, retries: int | None = None) -> None:
-        """Store and broadcast a batch; retry while the database is unavailable."""
-        delay = 0.5
-        attempt = 0
-        while True:
-            try:
-                stored, messages = await self.db.call(store_and_render, batch)
-                break
-            except (OperationalError, InterfaceError) as exc:
-                attempt += 1
-                if retries is not None and attempt > retries:
-                    logger.error("Gave up storing %d events: %s", len(batch), exc)
-                    return
-                # Database away or locked: keep the batch, try again. Events arriving
-                # meanwhile wait in the queue.
-                self.log.log(
-                    logging.WARNING,
-                    "database",
-                    "Storing %d events failed (%s); retry %d in %.1f s",
-                    len(batch),
-                    str(exc).strip()[:200],
-                    attempt,
-                    delay,
-                    reason=type(exc).__name__,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-            except Exception:
-                # Not transient (a bug or a value the database refuses): drop it loudly
-                # rather than block the stream forever.
-                logger.exception("Storing a batch of %d events failed; batch dropped", len(batch))
-                return
-        if attempt:
-            self.log.recovered("database", f"Storing works again after {attempt} retries")
-        self.status.events_stored += len(stored)
-        self.status.duplicates_skipped += len(batch) - len(stored)
-        if stored:
-            self.status.last_event_at = timezone.now()
-            try:
-                await broadcast(channel_layer=self.channel_layer, messages=messages)
-            except Exception as exc:
-                # Stored all the same: web processes catch up from the database when
-                # their channel layer is back (live/fanout.py).
-                self.log.log(
-                    logging.WARNING,
-                    "channel layer",
-                    "Broadcasting %d stored rows failed: %r",
-                    len(stored),
-                    exc,
-                    reason=type(exc).__name__,
-                )
-            else:
-                self.log.recovered("channel layer", "Broadcasting works again")
+                await self.writer.store(batch, retries=2)
 
     # -- background loops ----------------------------------------------------------------
 

@@ -71,6 +71,7 @@ def worker_state() -> dict | None:
             "heartbeat_at",
             "disconnected_since",
             "requested",
+            "last_errors",
         )
         .first()
     )

@@ -26,6 +26,8 @@ class ReportedStatus(Protocol):
     events_stored: int
     malformed_dropped: int
 
+    def errors_as_dicts(self) -> dict[str, dict[str, str]]: ...
+
 
 def worker_state_save(*, status: ReportedStatus) -> None:
     """Record the worker's state so pages and commands in other processes can read it."""
@@ -36,6 +38,7 @@ def worker_state_save(*, status: ReportedStatus) -> None:
         "last_event_at": status.last_event_at,
         "events_stored": status.events_stored,
         "malformed_dropped": status.malformed_dropped,
+        "last_errors": status.errors_as_dicts(),
         "heartbeat_at": now,
     }
     # /health needs how long the stream has been down: keep the first moment it was

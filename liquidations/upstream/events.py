@@ -14,6 +14,9 @@ from decimal import Decimal, InvalidOperation
 # Matched whole (fullmatch): "$" would also let a trailing newline through.
 SYMBOL_RE = re.compile(r"[A-Z0-9]{1,30}")
 SIDES = frozenset({"BUY", "SELL"})
+# C0 controls (NUL included), DEL and C1 controls: never in an exchange's text field, and
+# PostgreSQL refuses NUL in text outright (one such event cost its whole batch).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Largest number the database columns hold (30 digits, 12 decimals).
 MAX_NUMBER = Decimal(10) ** 17
 ZERO = Decimal(0)
@@ -95,11 +98,14 @@ def symbol_normalize(value: str) -> str | None:
 
 
 def text_field(obj: dict, key: str, *, max_length: int = 30) -> str:
+    """Return a short text field or raise MalformedFrame (missing, too long, control chars)."""
     value = obj.get(key)
     if not isinstance(value, str):
         raise MalformedFrame(f"field {key!r} missing or not a string")
     if len(value) > max_length:
         raise MalformedFrame(f"field {key!r} longer than {max_length} characters")
+    if CONTROL_CHARACTERS.search(value):
+        raise MalformedFrame(f"field {key!r} contains a control character")
     return value
 
 

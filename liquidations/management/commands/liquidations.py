@@ -15,9 +15,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from liquidations.live.contracts import WORKER_CHANNEL
+from liquidations.selectors.dead_letters import dead_letter_count
 from liquidations.selectors.status import worker_state
 from liquidations.services.worker_state import worker_request_save, worker_request_withdraw
 
@@ -52,7 +54,7 @@ class Command(BaseCommand):
             timeout = 1.0 if settings.EMBEDDED_WORKER else 5.0
         reply = async_to_sync(_request)(ACTIONS[action], timeout)
         if reply is not None:
-            self.stdout.write(format_status(reply))
+            self.stdout.write(format_status(reply, dead_letters=_dead_letters()))
             return
         if action != "status":
             raise CommandError(
@@ -68,7 +70,7 @@ class Command(BaseCommand):
         while time.monotonic() < deadline:
             state = worker_state()
             if state and not state["requested"] and _done(action, state, requested_at):
-                self.stdout.write(format_status(state))
+                self.stdout.write(format_status(state, dead_letters=_dead_letters()))
                 return
             time.sleep(DATABASE_POLL_SECONDS)
         taken = not worker_request_withdraw(requested_at=requested_at)
@@ -90,7 +92,15 @@ class Command(BaseCommand):
             f"No reply from the worker within {timeout:g} s; last heartbeat from the database:"
             + (EMBEDDED_HINT if settings.EMBEDDED_WORKER else "")
         )
-        self.stdout.write(format_status(state))
+        self.stdout.write(format_status(state, dead_letters=_dead_letters()))
+
+
+def _dead_letters() -> int | None:
+    """Events the database refused, kept in the DeadLetter table (None: unreadable now)."""
+    try:
+        return dead_letter_count()
+    except DatabaseError:
+        return None
 
 
 EMBEDDED_HINT = (
@@ -120,8 +130,8 @@ def _done(action: str, state: dict, requested_at: datetime) -> bool:
     )
 
 
-def format_status(status: dict) -> str:
-    """Return the worker status as aligned `key: value` lines."""
+def format_status(status: dict, *, dead_letters: int | None = None) -> str:
+    """Return the worker status as aligned `key: value` lines, then the last errors."""
     last_event = _parse(status.get("last_event_at"))
     age = f"{(timezone.now() - last_event).total_seconds():.1f} s ago" if last_event else "never"
     lines = [
@@ -141,7 +151,20 @@ def format_status(status: dict) -> str:
             lines.append((label, status[key] if status[key] is not None else "-"))
     if status.get("url"):
         lines.append(("upstream", status["url"]))
-    return "\n".join(f"{key + ':':<20}{value}" for key, value in lines)
+    lines.append(("dead letters", "unknown" if dead_letters is None else dead_letters))
+    text = "\n".join(f"{key + ':':<20}{value}" for key, value in lines)
+    return text + format_errors(status.get("last_errors") or {})
+
+
+def format_errors(errors: dict) -> str:
+    """Return the last error of each kind of fault, one per line (nothing when none)."""
+    if not errors:
+        return ""
+    lines = [
+        f"  {kind + ':':<20}{e.get('at', '?')}  {e.get('message', '')}"
+        for kind, e in errors.items()
+    ]
+    return "\nlast errors:\n" + "\n".join(lines)
 
 
 def _parse(value: str | datetime | None) -> datetime | None:
