@@ -117,6 +117,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     # Query parameters with control characters get a 400 before any view reads them.
     "liquidations.web.middleware.BadInputMiddleware",
+    # The database away: a 503 page (JSON under /api/), not "Server Error (500)".
+    "liquidations.web.middleware.DatabaseOutageMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -152,6 +154,11 @@ if DATABASE_URL:
         "min_size": 1,
         "max_size": 10,
         "timeout": 3,
+        # psycopg_pool retries a lost connection with a delay doubling up to this long
+        # (default 5 min: after a long outage its next attempt could be 2 min away, and
+        # the worker resumed 9-32 s after PostgreSQL returned). Given up after 2 s, the
+        # next request or the worker's next probe (every 2 s) connects afresh at once.
+        "reconnect_timeout": 2,
     }
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)

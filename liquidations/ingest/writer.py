@@ -22,6 +22,11 @@ from .store import TRANSIENT_ERRORS, Batch, StoreOutcome, store_isolating
 
 logger = logging.getLogger(__name__)
 
+# While the database is away, the batch is tried again this often at most (the first
+# retry sooner): it resumes within ~2 s of the database's return, not up to 30 s later.
+RETRY_INITIAL_SECONDS = 0.5
+RETRY_MAX_SECONDS = 2.0
+
 
 class BatchWriter:
     """Store a batch (retrying, isolating refused rows), count it, broadcast its rows."""
@@ -69,7 +74,7 @@ class BatchWriter:
 
     async def _store_retrying(self, batch: Batch, *, retries: int | None) -> StoreOutcome | None:
         """Store a batch, retrying while the database is unavailable (None: gave up)."""
-        delay = 0.5
+        delay = RETRY_INITIAL_SECONDS
         attempt = 0
         while True:
             try:
@@ -93,7 +98,7 @@ class BatchWriter:
                     reason=type(exc).__name__,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
             except Exception:
                 # A bug outside the database's answers: logged, and the stream goes on.
                 logger.exception("Storing a batch of %d events failed; batch dropped", len(batch))

@@ -1,4 +1,4 @@
-"""Request guards: input the views must never see, the Content-Security-Policy header.
+"""Request guards: input the views must never see, the CSP header, database outages.
 
 Each runs plain functions before and after the view, in the request's own mode (sync or
 async): Django's MiddlewareMixin would hop to the shared sync thread on every request.
@@ -14,6 +14,8 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
+
+from .errors import database_unavailable, unavailable_response
 
 # C0 controls (NUL included), DEL and C1 controls: never part of a symbol, a number, a
 # cursor or a search. PostgreSQL refuses NUL in text outright (a 500 before this check).
@@ -124,3 +126,20 @@ class ContentSecurityPolicyMiddleware(RequestGuard):
         if CSP_HEADER not in response:
             response[CSP_HEADER] = content_security_policy(request)
         return response
+
+
+# -- database outage ---------------------------------------------------------------------
+
+
+class DatabaseOutageMiddleware(RequestGuard):
+    """Answer 503 (a page, or JSON under /api/) when a view finds the database away.
+
+    Outside views (another middleware's database call) errors.server_error does the same.
+    """
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponseBase | None:
+        if database_unavailable(exception):
+            return unavailable_response(request)
+        return None

@@ -1,0 +1,143 @@
+"""PostgreSQL away: pages answer 503, the worker keeps everything and resumes promptly.
+
+Outages go through a loopback TCP proxy in front of the real server (stopped and started
+by the test); the real services are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connection
+
+from liquidations.models import Liquidation
+from tests.conftest import REPO, LiveApp, database_url
+
+pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def web_behind_proxy(tcp_proxy, tmp_path):
+    """`serve_web` (one daphne) in production mode, its database through a proxy."""
+    proxy = tcp_proxy(database_url(connection.settings_dict), 5432)
+    app = LiveApp(
+        data_dir=tmp_path,
+        ws_base_url="ws://127.0.0.1:9/market",  # serve_web runs no worker
+        rest_base_url="http://127.0.0.1:9",
+        server_args=[str(REPO / "manage.py"), "serve_web", "--processes", "1", "--port", "{port}"],
+    )
+    app.env.update(
+        DATABASE_URL=database_url(connection.settings_dict, port=proxy.port),
+        REDIS_URL=os.environ["REDIS_URL"],
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        CHANNELS_REDIS_PREFIX=settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+    )
+    app.start()
+    try:
+        yield app, proxy
+    finally:
+        app.stop()
+
+
+def _get(url: str) -> tuple[int, dict, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+def test_pages_answer_503_while_the_database_is_away(web_behind_proxy):
+    app, proxy = web_behind_proxy
+    assert _get(app.url + "history/")[0] == 200
+    proxy.stop()
+    status, headers, text = _get(app.url + "history/")
+    assert status == 503
+    assert headers["Retry-After"]
+    assert "The record is unavailable" in text and "live feed may still be running" in text
+    status, _, text = _get(app.url + "api/v1/liquidation-orders")
+    assert status == 503
+    assert "database cannot be reached" in json.loads(text)["detail"]
+    assert _get(app.url)[0] == 503
+    proxy.start()
+    back = time.monotonic()
+    while _get(app.url + "history/")[0] != 200:
+        assert time.monotonic() - back < 10, "pages did not come back"
+        time.sleep(0.2)
+    assert "Traceback" not in app.log(), app.log()
+
+
+async def _count() -> int:
+    return await database_sync_to_async(Liquidation.objects.count)()
+
+
+async def _wait_for(predicate, timeout: float, what: str) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+async def test_the_worker_loses_nothing_and_resumes_within_seconds(
+    fake_exchange, tcp_proxy, tmp_path
+):
+    proxy = tcp_proxy(database_url(connection.settings_dict), 5432)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(connection.settings_dict, port=proxy.port),
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "CHANNELS_REDIS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+        "BINANCE_WS_BASE_URL": fake_exchange.ws_base_url,
+        "BINANCE_REST_BASE_URL": fake_exchange.rest_base_url,
+        "LIQUIDATION_SYMBOLS": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "manage.py", "runworker", "liquidations",
+            cwd=REPO, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        await fake_exchange.wait_for_clients(1, timeout=60)
+        feeding = asyncio.create_task(fake_exchange.generate(rate=50, count=1000))
+        await _wait_for(lambda: _has_rows(1), 30, "the first rows")
+        proxy.stop()
+        before = await _count()
+        await asyncio.sleep(8)  # the worker keeps receiving; nothing can be stored
+        assert await _count() == before
+        back = time.monotonic()
+        proxy.start()
+        await _wait_for(lambda: _has_rows(before + 1), 30, "storing to resume")
+        recovery = time.monotonic() - back
+        sent = await feeding
+        await _wait_for(lambda: _has_rows(sent), 30, "every event stored")
+        assert await _count() == sent  # nothing lost
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 60) == 0
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    log = log_path.read_text()
+    delays = [float(d) for d in re.findall(r"retry \d+ in ([\d.]+) s", log)]
+    assert delays and max(delays) <= 2.0, log[-3000:]
+    # The issue's target is 3 s; the margin is for a loaded 2-core machine.
+    assert recovery < 5.0, f"storing resumed {recovery:.1f} s after the database returned"
+
+
+def _has_rows(n: int):
+    async def check() -> bool:
+        return await _count() >= n
+
+    return check()
