@@ -15,8 +15,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
+import websockets
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
@@ -141,3 +143,86 @@ def _has_rows(n: int):
         return await _count() >= n
 
     return check()
+
+
+def _via(proxy, url: str) -> str:
+    """The same service URL, through the proxy's port."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+
+
+class Viewer:
+    """A browser's socket, reduced to what its table would hold: every row id it got."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.states: list[str] = []
+
+    async def read(self, url: str, origin: str) -> None:
+        async with websockets.connect(url, origin=origin) as ws:  # type: ignore[arg-type]
+            async for frame in ws:
+                self.ids.update(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', str(frame)))
+                self.states += re.findall(r'id="live-feed"[^>]*data-state="(\w+)"', str(frame))
+
+
+async def test_a_redis_outage_leaves_no_hole_in_the_live_table(fake_exchange, tcp_proxy, tmp_path):
+    redis = tcp_proxy(os.environ["REDIS_URL"], 6379)
+    common = {
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": _via(redis, os.environ["REDIS_URL"]),
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "CHANNELS_REDIS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+    }
+    web = LiveApp(
+        data_dir=tmp_path,
+        ws_base_url=fake_exchange.ws_base_url,
+        rest_base_url=fake_exchange.rest_base_url,
+        server_args=[str(REPO / "manage.py"), "serve_web", "--processes", "1", "--port", "{port}"],
+    )
+    web.env.update(common)
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("wb") as log:
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "manage.py", "runworker", "liquidations",
+            cwd=REPO, env={**web.env}, stdout=log, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    viewer = Viewer()
+    reading = None
+    try:
+        await asyncio.to_thread(web.start)
+        await fake_exchange.wait_for_clients(1, timeout=60)
+        origin = f"http://127.0.0.1:{web.port}"
+        reading = asyncio.create_task(
+            viewer.read(f"ws://127.0.0.1:{web.port}/ws/liquidations/", origin)
+        )
+        await asyncio.sleep(2)  # the viewer's socket is in
+        feeding = asyncio.create_task(fake_exchange.generate(rate=5, count=90))
+        await _wait_for(lambda: _truthy(len(viewer.ids) >= 5), 30, "the first live rows")
+        redis.stop()
+        await asyncio.sleep(6)  # ~30 rows are stored meanwhile, none can be broadcast
+        assert "interrupted" in viewer.states
+        redis.start()
+        sent = await feeding
+        await _wait_for(lambda: _has_rows(sent), 30, "every event stored")
+        stored = set(
+            await database_sync_to_async(list)(Liquidation.objects.values_list("id", flat=True))
+        )
+        await _wait_for(lambda: _truthy(viewer.ids >= stored), 20, "the viewer to have every row")
+        assert viewer.ids == stored  # no hole, nothing extra
+        assert viewer.states[-1] == "live"
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 60) == 0
+    finally:
+        if reading is not None:
+            reading.cancel()
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        await asyncio.to_thread(web.stop)
+    # Quiet: a few lines per fault, not a traceback per batch and per second.
+    logs = worker_log.read_bytes() + web.log_path.read_bytes()
+    assert len(logs) < 30_000, logs.decode(errors="replace")[-5000:]
+
+
+async def _truthy(value: bool) -> bool:
+    return value

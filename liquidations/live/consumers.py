@@ -30,16 +30,15 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.template.loader import render_to_string
 
-from ..selectors.feed import liquidation_feed, liquidation_rows
 from ..selectors.filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side
 from ..selectors.status import worker_status
 from ..upstream.events import is_symbol
+from .catchup import catch_up_html
 from .contracts import (
     CLOSE_NOT_FOUND,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     GROUP_ALL,
-    MAX_ROWS,
     WORKER_STATUS_GROUP,
     stats_group,
     symbol_group,
@@ -88,20 +87,6 @@ def feed_filter_from_message(text: str) -> tuple[FeedFilter, int | None]:
     ):
         raise BadMessage("since must be a row id or null")
     return feed_filter, since
-
-
-def _catch_up(*, symbol: str | None, feed_filter: FeedFilter, since: int) -> str:
-    """Render the rows stored after since that pass the filter, newest first."""
-    liquidations = liquidation_feed(
-        symbol=symbol,
-        min_usd=feed_filter.min_usd,
-        side=feed_filter.binance_side,
-        after_id=since,
-    )[:MAX_ROWS]
-    return "".join(
-        render_to_string("liquidations/_row.html", {"row": row})
-        for row in liquidation_rows(liquidations=liquidations)
-    )
 
 
 def _worker_status_html() -> str:
@@ -200,7 +185,7 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
             return
         self.feed_filter = feed_filter
         if since is not None:
-            rows_html = await database_sync_to_async(_catch_up)(
+            rows_html = await database_sync_to_async(catch_up_html)(
                 symbol=self.symbol, feed_filter=feed_filter, since=since
             )
             status_html = await database_sync_to_async(_worker_status_html)()

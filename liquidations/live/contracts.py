@@ -18,6 +18,8 @@ WORKER_STATUS_GROUP = "worker.status"
 WORKER_STATUS_MESSAGE_TYPE = "worker.status"
 # The stats strip of one scope (all-market or a symbol), rendered once a second.
 STATS_MESSAGE_TYPE = "liquidations.stats"
+# A web process's fan-out hub checking, once a second, that the layer carries messages.
+PROBE_MESSAGE_TYPE = "fanout.probe"
 
 # The table holds 50 rows: a frame carries the newest 50 that pass the viewer's filter.
 MAX_ROWS = 50
@@ -36,6 +38,16 @@ CLOSE_STALLED = 4000
 def symbol_group(symbol: str) -> str:
     """Return the channel-layer group of one symbol (symbols are validated upstream)."""
     return f"liquidations.{symbol}"
+
+
+def feed_symbol(group: str) -> str | None:
+    """Return the symbol of a feed group (None for the all-market one); see is_feed_group."""
+    return None if group == GROUP_ALL else group.removeprefix("liquidations.")
+
+
+def is_feed_group(group: str) -> bool:
+    """Whether a group carries row batches (the all-market or a symbol's feed)."""
+    return group.startswith("liquidations.")
 
 
 def stats_group(symbol: str | None) -> str:
