@@ -44,6 +44,7 @@ test-production: venv
 lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff format .

@@ -136,10 +136,16 @@ def main(args) -> dict:
     url = procs.pg_create(DB_NAME, drop=False)
     facts = prepare(url, rows=args.rows, log=log)
     symbol = facts["symbol"]
+    now_ms = int(time.time() * 1000)
     pages = {
         "dashboard /": "/",
         f"symbol page /{symbol}/": f"/{symbol}/",
         f"24 h 1m volume API ({symbol})": f"/api/v1/liquidation-volume/{symbol}/1m",
+        # The whole last hour as OrderFox's client reads it (one JSON array, #18).
+        f"1 h range array API ({symbol})": (
+            f"/api/v1/liquidations?symbol={symbol}&timeframe=1m"
+            f"&start_timestamp={now_ms - 3_600_000}&end_timestamp={now_ms}"
+        ),
         "history page 4M rows deep": f"/history/?cursor={facts['cursor']}",
     }
     baseline_path = "/static/css/app.css"

@@ -30,6 +30,7 @@ class LargeTablePaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
+        assert isinstance(queryset, QuerySet)  # the admin pages querysets
         capped = queryset.order_by()[: EXACT_COUNT_LIMIT + 1].count()
         if capped <= EXACT_COUNT_LIMIT:
             return capped

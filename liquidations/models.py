@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 # Binance quantities and prices carry at most 8 decimals; 30 digits leaves room for
 # 1000PEPE-sized quantities. The parser refuses numbers that would not fit.
-DECIMAL = {"max_digits": 30, "decimal_places": 12}
+DECIMAL: dict[str, Any] = {"max_digits": 30, "decimal_places": 12}
 
 
 class Side(models.TextChoices):

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -123,6 +124,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # request.htmx: whether a request came from htmx, and what kind (django-htmx).
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "orderfox.urls"
@@ -165,7 +168,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "db.sqlite3",
+            "NAME": str(DATA_DIR / "db.sqlite3"),
             "OPTIONS": {
                 # WAL lets pages read while the worker writes; IMMEDIATE avoids
                 # "database is locked" upgrades from read to write transactions.
@@ -186,7 +189,7 @@ if REDIS_URL and REDIS_CHANNEL_LAYER == "pubsub":
     # fanned out inside each daphne process. Nothing expires or is capped in transit;
     # Redis's pubsub output-buffer limit (client-output-buffer-limit) bounds a stuck
     # subscriber, which then reconnects instead of losing messages silently.
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
         "default": {
             # channels-redis's pub/sub layer, decoding a batch once per process.
             "BACKEND": "liquidations.live.layers.RedisPubSubChannelLayer",

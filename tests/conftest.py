@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +15,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.core.management import call_command
+from django.db import connections
 
 CI = os.environ.get("CI") == "true"
 REPO = Path(__file__).resolve().parents[1]
@@ -197,6 +204,18 @@ class LiveApp:
             timeout=60,
         )
 
+    def create_superuser(self, username: str, password: str) -> None:
+        """Create an admin login in this app's own database."""
+        subprocess.run(
+            [sys.executable, str(REPO / "manage.py"), "createsuperuser", "--no-input"]
+            + ["--username", username, "--email", f"{username}@example.invalid"],
+            env={**self.env, "DJANGO_SUPERUSER_PASSWORD": password},
+            cwd=REPO,
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
+
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -263,3 +282,101 @@ def live_app(tmp_path, fake_exchange):
         yield app
     finally:
         app.stop()
+
+
+# -- browser tests: Debian's Chromium driven by Playwright -------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+OUTPUT = REPO / "test-output"
+WAIT_MS = 20_000
+ROWS = "#liquidation-rows tr.liq-row"
+
+
+@pytest.fixture
+async def browser():
+    """A headless Chromium (skips without it, fails under CI=true)."""
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        skip_or_fail("Chromium not found at /usr/bin/chromium (apt install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        skip_or_fail("playwright is not installed (pip install -r requirements-dev.txt)")
+    OUTPUT.mkdir(exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def feeding(exchange, rate: float):
+    """Let the fake exchange publish synthetic liquidations while the block runs."""
+    task = asyncio.create_task(exchange.generate(rate=rate))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+async def settled_rows(url: str) -> list[int]:
+    """Return the row ids of a fresh load once the app has stored the last events.
+
+    Settled means unchanged over three loads a second apart: on a busy machine the
+    worker can pause longer than one interval with events still in its backlog.
+    """
+    seen: list[list[int]] = []
+    for _ in range(30):
+        html = await asyncio.to_thread(fetch, url)
+        seen.append(sorted(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', html)))
+        if len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]:
+            return seen[-1]
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"rows kept changing with the feed stopped: {url}")
+
+
+async def row_ids(page) -> list[int]:
+    return await page.eval_on_selector_all(ROWS, "rows => rows.map(r => +r.dataset.id)")
+
+
+async def wait_for_new_rows(page, after_id: int, count: int = 1) -> None:
+    await page.wait_for_function(
+        """([selector, after, count]) => [...document.querySelectorAll(selector)]
+               .filter(r => +r.dataset.id > after).length >= count""",
+        arg=[ROWS, after_id, count],
+        timeout=WAIT_MS,
+    )
+
+
+async def expect_status(page, text: str) -> None:
+    await page.wait_for_function(
+        "text => document.querySelector('.connection-status').textContent === text",
+        arg=text,
+        timeout=WAIT_MS,
+    )
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+async def run_command(*args, **kwargs) -> None:
+    # Not thread-sensitive: the worker's consumer closes old connections in that one
+    # thread before each handler, so a command waiting there for its reply would block it.
+    def call() -> None:
+        try:
+            call_command(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    await sync_to_async(call, thread_sensitive=False)()

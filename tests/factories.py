@@ -116,3 +116,31 @@ def liq(
 ) -> dict:
     """A payload whose USD amount is exactly z × ap."""
     return force_order(symbol=symbol, side=side, z=z, ap=ap, q=z, l=z, T=T, **extra)
+
+
+def wide_events(exchange) -> list[dict]:
+    """Liquidations with the widest figures a cascade brings: big amounts, long quantities."""
+    sizes = [
+        ("BTCUSDT", "SELL", "386.812"),  # about $33.8M: the stats strip's widest amount
+        ("ETHUSDT", "BUY", "9871.204"),  # about $29M
+        ("1000000MOGUSDT", "SELL", "10041246.3"),  # the longest symbol, a long quantity
+        ("1000BONKUSDT", "BUY", "266768"),
+        ("1000PEPEUSDT", "SELL", "987654321"),  # about $4M
+        ("FARTCOINUSDT", "BUY", "3456789.1"),
+    ]
+    events = []
+    for symbol, side, quantity in sizes:
+        event = exchange.synthetic_event(symbol=symbol)
+        event["o"].update(S=side, q=quantity, l=quantity, z=quantity)
+        events.append(event)
+    return events
+
+
+def roll_up(*, now_ms: int) -> None:
+    """Roll every stored row up as the worker would, its clock at now_ms."""
+    from liquidations.services.rollup import liquidation_rollup_catch_up
+    from liquidations.upstream.events import ms_to_datetime
+
+    liquidation_rollup_catch_up(
+        now=ms_to_datetime(now_ms), settled_before=ms_to_datetime(now_ms + 10**12)
+    )

@@ -12,23 +12,14 @@ from decimal import Decimal
 import pytest
 
 from liquidations.selectors.volume import MAX_RANGE, TIMEFRAMES
-from liquidations.services.rollup import liquidation_rollup_catch_up
-from liquidations.upstream.events import ms_to_datetime
 from liquidations.web.api import format_usd
-from tests.factories import DAY_BOUNDARY_S, liq, store, symbol_listed
+from tests.factories import DAY_BOUNDARY_S, liq, roll_up, store, symbol_listed
 
 VOLUME = "/api/v1/liquidation-volume"
 
 
 def volume(client, symbol: str, timeframe: str, **params):
     return client.get(f"{VOLUME}/{symbol}/{timeframe}", params)
-
-
-def roll_up(*, now_ms: int) -> None:
-    """Roll every stored row up as the worker would, its clock at now_ms."""
-    liquidation_rollup_catch_up(
-        now=ms_to_datetime(now_ms), settled_before=ms_to_datetime(now_ms + 10**12)
-    )
 
 
 def check_bucket_boundaries(client, *, rolled: bool = False) -> None:
@@ -114,7 +105,7 @@ def check_volume_sums(client, *, rolled: bool = False) -> None:
 
 
 def check_range_pagination_with_ties(client) -> None:
-    """Cursor pages of /api/v1/liquidations: time order, ties in trade_time, no gaps."""
+    """Cursor pages of /api/v1/liquidations/paged: time order, ties in trade_time, no gaps."""
     t0 = DAY_BOUNDARY_S * 1000
     payloads = [liq(symbol="TIESUSDT", T=t0 + 5, z=str(n)) for n in range(1, 6)]  # 5 ties
     payloads += [liq(symbol="TIESUSDT", T=t0 + offset) for offset in (1, 9, 10)]
@@ -122,7 +113,7 @@ def check_range_pagination_with_ties(client) -> None:
     seen = []
     params = {"symbol": "TIESUSDT", "start_timestamp": t0, "end_timestamp": t0 + 10, "limit": 2}
     for _ in range(10):
-        body = client.get("/api/v1/liquidations", params).json()
+        body = client.get("/api/v1/liquidations/paged", params).json()
         assert len(body["data"]) <= 2
         seen += [item["order_trade_time"] for item in body["data"]]
         if body["next_cursor"] is None:
@@ -135,7 +126,7 @@ def check_range_pagination_with_ties(client) -> None:
     params.pop("cursor")
     params["limit"] = 3
     while True:
-        body = client.get("/api/v1/liquidations", params).json()
+        body = client.get("/api/v1/liquidations/paged", params).json()
         ids += [
             (item["order_trade_time"], item["order_filled_accumulated_quantity"])
             for item in body["data"]
@@ -241,6 +232,7 @@ def test_unknown_symbol_is_404_everywhere(client):
         f"{VOLUME}/<script>/1m",
         "/api/v1/liquidation-orders?symbol=NOPEUSDT",
         "/api/v1/liquidations?symbol=NOPEUSDT",
+        "/api/v1/liquidations/paged?symbol=NOPEUSDT",
     ):
         response = client.get(url)
         assert response.status_code == 404, url
@@ -308,14 +300,14 @@ def test_orders_are_newest_first_with_limit(client):
         ("/api/v1/liquidation-orders?limit=0", "limit must be between 1 and 1000"),
         ("/api/v1/liquidation-orders?limit=1001", "limit must be between 1 and 1000"),
         ("/api/v1/liquidation-orders?limit=ten", "limit must be an integer"),
-        ("/api/v1/liquidations?limit=-1", "limit must be between 1 and 1000"),
+        ("/api/v1/liquidations/paged?limit=-1", "limit must be between 1 and 1000"),
         ("/api/v1/liquidations?start_timestamp=x", "start_timestamp must be an integer"),
         (
             "/api/v1/liquidations?start_timestamp=1766880000001&end_timestamp=1766880000000",
             "start_timestamp must be before end_timestamp",
         ),
-        ("/api/v1/liquidations?cursor=!!!", "bad cursor"),
-        ("/api/v1/liquidations?cursor=MTIz", "bad cursor"),  # base64 of "123"
+        ("/api/v1/liquidations/paged?cursor=!!!", "bad cursor"),
+        ("/api/v1/liquidations/paged?cursor=MTIz", "bad cursor"),  # base64 of "123"
         ("/api/v1/liquidations?cursor=", "bad cursor"),
     ],
 )

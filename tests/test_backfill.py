@@ -16,7 +16,7 @@ from liquidations.ingest.backfill import backfill, backfill_run
 from liquidations.ingest.pipeline import Ingest
 from liquidations.models import Liquidation
 from liquidations.upstream.events import MalformedFrame
-from liquidations.upstream.orderfox_api import item_to_event
+from liquidations.upstream.orderfox_api import PAGED_PATH, item_to_event
 from liquidations.web.api import liquidation_item
 from tests.factories import DAY_BOUNDARY_S, liq, store
 
@@ -26,7 +26,7 @@ T0 = DAY_BOUNDARY_S * 1000
 
 
 class Remote:
-    """GET /api/v1/liquidations answering pages keyed by the request's cursor."""
+    """GET /api/v1/liquidations/paged answering pages keyed by the request's cursor."""
 
     def __init__(self) -> None:
         self.pages: dict[str, tuple[int, object]] = {}
@@ -43,7 +43,7 @@ class Remote:
 async def remote():
     server = Remote()
     app = web.Application()
-    app.router.add_get("/api/v1/liquidations", server.handle)
+    app.router.add_get(PAGED_PATH, server.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

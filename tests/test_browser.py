@@ -4,96 +4,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
-import shutil
 import subprocess
 import sys
-import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, LiveApp, skip_or_fail
+from tests.conftest import (
+    OUTPUT,
+    REPO,
+    ROWS,
+    WAIT_MS,
+    LiveApp,
+    expect_status,
+    feeding,
+    row_ids,
+    settled_rows,
+    wait_for_new_rows,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
-
-CHROMIUM = Path("/usr/bin/chromium")
-OUTPUT = REPO / "test-output"
-WAIT_MS = 20_000
-ROWS = "#liquidation-rows tr.liq-row"
-
-
-@pytest.fixture
-async def browser():
-    if not CHROMIUM.exists() and not shutil.which("chromium"):
-        skip_or_fail("Chromium not found at /usr/bin/chromium (apt install chromium)")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        skip_or_fail("playwright is not installed (pip install -r requirements-dev.txt)")
-    OUTPUT.mkdir(exist_ok=True)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@contextlib.asynccontextmanager
-async def feeding(exchange, rate: float):
-    """Let the fake exchange publish synthetic liquidations while the block runs."""
-    task = asyncio.create_task(exchange.generate(rate=rate))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read().decode()
-
-
-async def settled_rows(url: str) -> list[int]:
-    """Return the row ids of a fresh load once the app has stored the last events."""
-    previous = None
-    for _ in range(20):
-        html = await asyncio.to_thread(fetch, url)
-        ids = sorted(int(i) for i in re.findall(r'<tr id="liq-(\d+)"', html))
-        if ids == previous:
-            return ids
-        previous = ids
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"rows kept changing with the feed stopped: {url}")
-
-
-async def row_ids(page) -> list[int]:
-    return await page.eval_on_selector_all(ROWS, "rows => rows.map(r => +r.dataset.id)")
-
-
-async def wait_for_new_rows(page, after_id: int, count: int = 1) -> None:
-    await page.wait_for_function(
-        """([selector, after, count]) => [...document.querySelectorAll(selector)]
-               .filter(r => +r.dataset.id > after).length >= count""",
-        arg=[ROWS, after_id, count],
-        timeout=WAIT_MS,
-    )
-
-
-async def expect_status(page, text: str) -> None:
-    await page.wait_for_function(
-        "text => document.querySelector('.connection-status').textContent === text",
-        arg=text,
-        timeout=WAIT_MS,
-    )
 
 
 async def test_rows_stream_in_capped_filtered_and_survive_a_restart(browser, live_app):

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.test_browser import OUTPUT, WAIT_MS, browser  # noqa: F401 - the fixture
+from tests.conftest import OUTPUT, WAIT_MS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from liquidations.models import Liquidation, Symbol, WorkerState
-from tests.test_worker import run_command
+from tests.conftest import run_command
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
 

@@ -32,7 +32,7 @@ from liquidations.upstream.binance import parse_frame
 from liquidations.upstream.client import Backoff, UpstreamClient
 from liquidations.upstream.events import MalformedFrame
 from liquidations.upstream.exchange_info import ExchangeInfoError
-from tests.conftest import REPO
+from tests.conftest import REPO, run_command
 from tests.factories import force_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,18 +56,6 @@ async def status() -> dict:
     reply = await _request("stream.status", 5.0)
     assert reply is not None, "the worker did not answer stream.status"
     return reply
-
-
-async def run_command(*args, **kwargs) -> None:
-    # Not thread-sensitive: the worker's consumer closes old connections in that one
-    # thread before each handler, so a command waiting there for its reply would block it.
-    def call() -> None:
-        try:
-            call_command(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    await sync_to_async(call, thread_sensitive=False)()
 
 
 def stored_at_least(n: int):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import connections, transaction
+from django.db.models import Field
 
 from ..models import Liquidation
 from ..services.liquidations import INSERT_FIELDS
@@ -132,13 +133,14 @@ def symbol_profiles(
     if not symbols:
         return DEFAULT_SYMBOLS
     known = {profile[0]: profile for profile in DEFAULT_SYMBOLS}
-    profiles = []
+    profiles: list[tuple[str, float, int, int]] = []
     for item in symbols:
         if isinstance(item, str):
             # An unknown name gets a mid-cap profile: $1 price, 4 and 1 decimals.
             profiles.append(known.get(item.upper(), (item.upper(), 1.0, 4, 1)))
         else:
-            profiles.append(tuple(item))
+            name, price, price_places, quantity_places = item
+            profiles.append((name, price, price_places, quantity_places))
     return tuple(profiles)
 
 
@@ -202,10 +204,16 @@ def bulk_load_synthetic(
     return result
 
 
+def _column(name: str) -> str:
+    field = Liquidation._meta.get_field(name)
+    assert isinstance(field, Field) and field.column is not None
+    return field.column
+
+
 def _copy_postgresql(connection, rows) -> None:
     quote = connection.ops.quote_name
     table = quote(Liquidation._meta.db_table)
-    columns = ", ".join(quote(Liquidation._meta.get_field(name).column) for name in COLUMNS)
+    columns = ", ".join(quote(_column(name)) for name in COLUMNS)
     sql = f"COPY {table} ({columns}) FROM STDIN"
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         # Losing this load on a crash is harmless; waiting for each WAL flush is not.
@@ -231,7 +239,7 @@ def _copy_postgresql(connection, rows) -> None:
 def _insert_many(connection, rows) -> None:
     quote = connection.ops.quote_name
     table = quote(Liquidation._meta.db_table)
-    columns = ", ".join(quote(Liquidation._meta.get_field(name).column) for name in COLUMNS)
+    columns = ", ".join(quote(_column(name)) for name in COLUMNS)
     placeholders = ", ".join(["%s"] * len(COLUMNS))
     sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
     block: list[tuple] = []

@@ -1,7 +1,7 @@
 """Optional backfill: fetch recent liquidations from another instance's JSON API.
 
-With LIQUIDATION_API_BASE_URL set, the worker asks that API (this app's own
-/api/v1/liquidations shape, so one instance can backfill another) for the span it was
+With LIQUIDATION_API_BASE_URL set, the worker asks that API (this app's own paged form,
+/api/v1/liquidations/paged, so one instance can backfill another) for the span it was
 away, and stores the items it is missing through the same deduplicating insert as the
 live stream. A failure is logged; streaming never waits for it.
 """
@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ..services.liquidations import liquidation_store_new
 from ..upstream.events import LiquidationEvent, MalformedFrame, datetime_to_ms
-from ..upstream.orderfox_api import item_to_event
+from ..upstream.orderfox_api import PAGED_PATH, item_to_event
 from .dbthread import DbThread
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def backfill(
     """Fetch [since, until) page by page and store what is missing; return the counts."""
     until = until or timezone.now()
     since = max(since or until - MAX_SPAN, until - MAX_SPAN)
-    url = f"{base_url.rstrip('/')}/api/v1/liquidations"
+    url = f"{base_url.rstrip('/')}{PAGED_PATH}"
     params = {
         "start_timestamp": str(datetime_to_ms(since)),
         "end_timestamp": str(datetime_to_ms(until)),

@@ -17,9 +17,9 @@ from .stats_publisher import StatsPublisher
 logger = logging.getLogger(__name__)
 
 
-def side_tasks_start(*, channel_layer: Any, since: datetime | None) -> list[asyncio.Task]:
+def side_tasks_start(*, channel_layer: Any, since: datetime | None) -> list[asyncio.Task[Any]]:
     """Start the stats publisher and, with LIQUIDATION_API_BASE_URL set, one backfill."""
-    tasks = [
+    tasks: list[asyncio.Task[Any]] = [
         asyncio.create_task(StatsPublisher(channel_layer=channel_layer).run(), name="live-stats")
     ]
     if settings.LIQUIDATION_API_BASE_URL:
@@ -32,7 +32,7 @@ def side_tasks_start(*, channel_layer: Any, since: datetime | None) -> list[asyn
     return tasks
 
 
-async def side_tasks_stop(tasks: list[asyncio.Task]) -> None:
+async def side_tasks_stop(tasks: list[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     for task in tasks:

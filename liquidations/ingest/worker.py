@@ -13,13 +13,15 @@ import logging
 import time
 from typing import Any
 
+from channels import DEFAULT_CHANNEL_LAYER
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from channels.routing import ChannelNameRouter
 from channels.worker import Worker
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from ..live.contracts import WORKER_CHANNEL
 from ..logs import RateLimitedLog
@@ -47,7 +49,7 @@ class LiquidationWorkerConsumer(AsyncConsumer):
         control over the ingest. A failing handler is logged; the consumer lives on.
         """
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_layer = _layer(self.channel_layer_alias)
         self.base_send = send
         while True:
             message = await receive()
@@ -172,6 +174,13 @@ class LiquidationWorker(Worker):
         logger.info("Worker shut down in %.2f s", time.monotonic() - started)
 
 
+def _layer(alias: str) -> BaseChannelLayer:
+    layer = get_channel_layer(alias)
+    if layer is None:
+        raise ImproperlyConfigured("The worker needs a channel layer (CHANNEL_LAYERS).")
+    return layer
+
+
 def worker_application() -> ChannelNameRouter:
     """Return the ASGI application of the worker channel (asgi.py and worker_create)."""
     return ChannelNameRouter({WORKER_CHANNEL: LiquidationWorkerConsumer.as_asgi()})
@@ -182,5 +191,5 @@ def worker_create(*, channel_layer: Any = None) -> LiquidationWorker:
     return LiquidationWorker(
         application=worker_application(),
         channels=[WORKER_CHANNEL],
-        channel_layer=channel_layer or get_channel_layer(),
+        channel_layer=channel_layer or _layer(DEFAULT_CHANNEL_LAYER),
     )

@@ -19,9 +19,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import cast
 from urllib.parse import parse_qsl
 
 import orjson
+from asgiref.typing import WebSocketSendEvent
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -111,7 +113,8 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         would only cost a subscription (pub/sub) and a waiting task each.
         """
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        # The hub is the only channel-layer user; the attribute is the base class's.
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
         self.base_send = send
         try:
             await await_many_dispatch([receive], self.dispatch)
@@ -205,7 +208,8 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         self.last_sent = time.monotonic()
         if self.direct is not None and self.direct.write(wire or text_frame(frame)):
             return
-        await self.base_send({"type": "websocket.send", "text": frame})
+        # Text only: ASGI servers want exactly one of "text" or "bytes" in the event.
+        await self.base_send(cast(WebSocketSendEvent, {"type": "websocket.send", "text": frame}))
 
     async def _heartbeat_loop(self) -> None:
         # With no worker pushing (stopped, or in another process that died) the status

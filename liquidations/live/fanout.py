@@ -149,10 +149,10 @@ class _Cycle:
             if parts.rows:
                 rows = self._rows_frame(group, parts.rows, viewer.feed_filter)
             if parts.status is not None:
-                key = status_key(parts.status)
-                if viewer.status_forwarded != key:
+                forwarded = status_key(parts.status)
+                if viewer.status_forwarded != forwarded:
                     # Every second from the worker; unchanged, the page ticks the age.
-                    viewer.status_forwarded = key
+                    viewer.status_forwarded = forwarded
                     status = parts.status["html"]
             if parts.stats_html is not None:
                 stats = parts.stats_html

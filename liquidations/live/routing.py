@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import path
 
 from . import consumers
 
+# Channels routes ASGI apps through Django's path(); django-stubs types it for views only.
+feed: Any = consumers.LiquidationFeedConsumer.as_asgi()
+
 websocket_urlpatterns = [
-    path("ws/liquidations/", consumers.LiquidationFeedConsumer.as_asgi()),
-    path("ws/liquidations/<str:symbol>/", consumers.LiquidationFeedConsumer.as_asgi()),
+    path("ws/liquidations/", feed),
+    path("ws/liquidations/<str:symbol>/", feed),
 ]

@@ -16,10 +16,11 @@ import html
 import logging
 import operator
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 from django.template import Context
-from django.template.base import Template, TextNode, VariableNode, render_value_in_context
+from django.template.base import Node, Template, TextNode, VariableNode, render_value_in_context
 from django.template.loader import get_template
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def substitution_renderer(template_name: str, *, var: str, cls: type) -> Callabl
     """
     template = get_template(template_name)
     try:
-        return compile_substitution(template.template, var=var, cls=cls)
+        # The backend wrapper keeps the engine-level Template, which django-stubs omits.
+        return compile_substitution(template.template, var=var, cls=cls)  # type: ignore[attr-defined]
     except NotCompilable as exc:
         logger.warning("%s renders through Django's engine (slower): %s", template_name, exc)
         return lambda obj: template.render({var: obj})
@@ -61,7 +63,7 @@ def compile_substitution(template: Template, *, var: str, cls: type) -> Callable
             names.append(_substituted_name(node, var=var, known=known))
             pieces.append("{}")
         else:
-            raise NotCompilable(f"{node.token.contents!r} is not a plain variable")
+            raise NotCompilable(f"{_source(node)!r} is not a plain variable")
     fmt = "".join(pieces)
     if not names:
         return lambda obj: fmt
@@ -79,12 +81,17 @@ def compile_substitution(template: Template, *, var: str, cls: type) -> Callable
         ]
         if None not in texts:
             # Escape the row's strings at once (one call instead of one per value).
-            joined = _SEPARATOR.join(texts)
+            joined = _SEPARATOR.join(cast(list[str], texts))
             if joined.count(_SEPARATOR) == separators:
                 return fmt.format(*escape(joined).split(_SEPARATOR))
         return fmt.format(*[escape(v) if type(v) is str else _value(v) for v in values])
 
     return render
+
+
+def _source(node: Node) -> str:
+    """Return a node's text as written in the template (for messages)."""
+    return node.token.contents if node.token is not None else type(node).__name__
 
 
 def _attributes(cls: type) -> set[str]:
@@ -106,7 +113,7 @@ def _substituted_name(node: VariableNode, *, var: str, known: set[str]) -> str:
     expression = node.filter_expression
     variable = expression.var
     lookups = getattr(variable, "lookups", None)
-    text = node.token.contents
+    text = _source(node)
     if expression.filters:
         raise NotCompilable(f"{{{{ {text} }}}} has a filter")
     if not lookups or len(lookups) != 2 or lookups[0] != var or variable.translate:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from django.db.models import Max, QuerySet
@@ -76,13 +76,21 @@ def usd_tier(usd: Decimal) -> str:
 class LiquidationLike(Protocol):
     """What a display row is built from: a Liquidation, or a just-stored event."""
 
-    pk: int | None
-    symbol: str
-    side: str
-    trade_time: datetime
-    filled_quantity: Decimal
-    average_price: Decimal
-    notional_usd: Decimal
+    # Read-only (properties), so a model instance and a NamedTuple both qualify.
+    @property
+    def pk(self) -> Any: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def trade_time(self) -> datetime: ...
+    @property
+    def filled_quantity(self) -> Decimal: ...
+    @property
+    def average_price(self) -> Decimal: ...
+    @property
+    def notional_usd(self) -> Decimal: ...
 
 
 def format_decimal(value: Decimal, places: int | None) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
@@ -77,14 +79,18 @@ def liquidation_filtered(*, filters: HistoryFilters) -> QuerySet[Liquidation]:
     return queryset
 
 
-def liquidation_page(
-    *,
-    filters: HistoryFilters,
-    cursor: Cursor | None = None,
-    limit: int,
-    newest_first: bool = True,
-) -> tuple[list[Liquidation], Cursor | None]:
-    """Return one page after the cursor and the cursor of the next page (None at the end).
+def liquidation_count_capped(*, filters: HistoryFilters, cap: int) -> int:
+    """Return how many liquidations match the filters, counting no further than cap.
+
+    A LIMIT in a subquery: a range of millions costs what a range of `cap` rows costs.
+    """
+    return liquidation_filtered(filters=filters).order_by()[:cap].count()
+
+
+def liquidation_keyset(
+    *, filters: HistoryFilters, cursor: Cursor | None, newest_first: bool
+) -> QuerySet[Liquidation]:
+    """Return the liquidations matching the filters after the cursor, in page order.
 
     The bound on trade_time alone is what the index range scan uses; the tie-break on id
     only filters rows sharing the cursor's millisecond, so page 10,000 costs as page 1.
@@ -104,8 +110,42 @@ def liquidation_page(
             queryset = queryset.filter(
                 Q(trade_time__gte=at) & (Q(trade_time__gt=at) | Q(id__gt=cursor.id))
             )
+    return queryset
+
+
+def liquidation_page(
+    *,
+    filters: HistoryFilters,
+    cursor: Cursor | None = None,
+    limit: int,
+    newest_first: bool = True,
+) -> tuple[list[Liquidation], Cursor | None]:
+    """Return one page after the cursor and the cursor of the next page (None at the end)."""
+    queryset = liquidation_keyset(filters=filters, cursor=cursor, newest_first=newest_first)
     rows = list(queryset[: limit + 1])
     if len(rows) > limit:
         rows = rows[:limit]
         return rows, Cursor.after(rows[-1])
+    return rows, None
+
+
+def liquidation_values_page(
+    *,
+    filters: HistoryFilters,
+    cursor: Cursor | None = None,
+    limit: int,
+    fields: Sequence[str],
+) -> tuple[list[Any], Cursor | None]:
+    """Return one page, oldest first, as named tuples of the fields (plus id, trade_time).
+
+    For bulk reads (the range API): no model instances, no unused columns; about half
+    the time of liquidation_page per row.
+    """
+    names = tuple(dict.fromkeys(("id", "trade_time", *fields)))
+    queryset = liquidation_keyset(filters=filters, cursor=cursor, newest_first=False)
+    rows = list(queryset.values_list(*names, named=True)[: limit + 1])
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        return rows, Cursor(trade_time_ms=datetime_to_ms(last.trade_time), id=last.id)
     return rows, None

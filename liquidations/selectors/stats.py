@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Aggregate, Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from ..models import Liquidation, LiquidationMinute, RollupState, Side, SideMixin
@@ -75,9 +75,9 @@ def liquidation_stats_many(
         windows.append((label, since, first_whole, ms_to_datetime(first_whole * 1000)))
     oldest = min(w[1] for w in windows)
     state = RollupState.objects.filter(id=1).values("last_id", "minutes_from").first()
-    covered = state and state["minutes_from"] and oldest >= state["minutes_from"]
+    covered = bool(state and state["minutes_from"] and oldest >= state["minutes_from"])
     # Not covered (a `now` older than the rollup keeps): every row counts as uncovered.
-    watermark = state["last_id"] if covered else 0
+    watermark = state["last_id"] if state and covered else 0
 
     rolled = _stats_rolled(scopes=scopes, windows=windows) if covered else {}
     base = Liquidation.objects.filter(trade_time__gte=oldest)
@@ -105,7 +105,7 @@ def liquidation_stats_many(
 
 def _stats_rolled(*, scopes: list[str | None], windows: list) -> dict[str, dict]:
     """Return rollup scope ("" for all-market) → its whole-minute aggregates per window."""
-    aggregates = {}
+    aggregates: dict[str, Aggregate] = {}
     for label, _, first_whole, _ in windows:
         whole = Q(start__gte=first_whole)
         aggregates[f"long_{label}"] = Sum("usd", filter=whole & Q(side=Side.SELL))
@@ -120,14 +120,14 @@ def _stats_rolled(*, scopes: list[str | None], windows: list) -> dict[str, dict]
         .annotate(**aggregates)
         .order_by()
     )
-    return {row.pop("scope"): row for row in rows}
+    return {row["scope"]: dict(row) for row in rows}
 
 
 def _stats_raw(*, base: QuerySet[Liquidation], windows: list, watermark: int) -> dict[str, dict]:
     """Return symbol → its aggregates per window over the rows the rollup does not cover."""
     newer = Q(id__gt=watermark)
     uncovered = newer
-    aggregates = {}
+    aggregates: dict[str, Aggregate] = {}
     for label, since, _, whole_from in windows:
         edge = Q(trade_time__gte=since, trade_time__lt=whole_from)
         uncovered |= edge
@@ -137,7 +137,7 @@ def _stats_raw(*, base: QuerySet[Liquidation], windows: list, watermark: int) ->
         aggregates[f"count_{label}"] = Count("trade_time", filter=mine)
         aggregates[f"max_{label}"] = Max("notional_usd", filter=mine)
     rows = base.filter(uncovered).values("symbol").annotate(**aggregates).order_by()
-    return {row.pop("symbol"): row for row in rows}
+    return {row["symbol"]: dict(row) for row in rows}
 
 
 def _stats_totals(scope: str | None, rolled: dict[str, dict], raw: dict[str, dict]) -> dict:

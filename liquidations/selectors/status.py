@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -58,9 +59,9 @@ def worker_status(*, stale_after: float = WORKER_STALE_SECONDS) -> WorkerStatus:
     return WorkerStatus(state=state, last_event_at=row["last_event_at"], heartbeat_at=heartbeat_at)
 
 
-def worker_state() -> dict | None:
+def worker_state() -> dict[str, Any] | None:
     """Return the worker's last recorded state as a dict, or None if it never ran."""
-    return (
+    row = (
         WorkerState.objects.filter(id=1)
         .values(
             "state",
@@ -75,6 +76,7 @@ def worker_state() -> dict | None:
         )
         .first()
     )
+    return None if row is None else dict(row)
 
 
 def worker_state_last_seen() -> datetime | None:

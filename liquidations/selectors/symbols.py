@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
 
 from ..models import Liquidation, Symbol
 
@@ -67,7 +70,7 @@ def symbol_search(*, query: str, limit: int = 20) -> list[str]:
     in liquidations (a scan the listing avoids on a large table).
     """
     query = query.strip().upper()
-    symbols = Symbol.objects.values_list("symbol", flat=True)
+    symbols: QuerySet[Any, str] = Symbol.objects.values_list("symbol", flat=True)
     if not Symbol.objects.exists():
         symbols = Liquidation.objects.values_list("symbol", flat=True).distinct()
     if query:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import NotSupportedError
 from django.db.models import BigIntegerField, Count, ExpressionWrapper, F, Func, Q, Sum
@@ -63,13 +64,15 @@ class EpochBucket(Func):
 
     output_field = BigIntegerField()
 
-    def __init__(self, expression, *, seconds: int) -> None:
+    def __init__(self, expression: Any, *, seconds: int) -> None:
         if not isinstance(seconds, int) or seconds <= 0:
             raise ValueError(f"bucket length must be a positive int, not {seconds!r}")
         super().__init__(expression)
         self.seconds = seconds
 
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(  # type: ignore[override]  # the keyword arguments Func adds are unused
+        self, compiler: Any, connection: Any, **extra_context: Any
+    ) -> tuple[str, list[Any]]:
         (expression,) = self.get_source_expressions()
         sql, params = compiler.compile(expression)
         return epoch_bucket_sql(connection.vendor, sql, self.seconds), params
@@ -117,11 +120,7 @@ def liquidation_volume(
                         F("start") / seconds * seconds, output_field=BigIntegerField()
                     )
                 )
-                .annotate(
-                    buy=Sum("usd", filter=Q(side=Side.BUY)),
-                    sell=Sum("usd", filter=Q(side=Side.SELL)),
-                    count=Sum("count"),
-                )
+                .annotate(**_side_sums("usd"), count=Sum("count"))
                 .order_by()
             )
             _add_buckets(buckets, rolled)
@@ -132,12 +131,8 @@ def liquidation_volume(
             )
     grouped = (
         raw.values(bucket=EpochBucket("trade_time", seconds=seconds))
-        .annotate(
-            buy=Sum("notional_usd", filter=Q(side=Side.BUY)),
-            sell=Sum("notional_usd", filter=Q(side=Side.SELL)),
-            # trade_time, not id: the covering index holds it, so no heap visit.
-            count=Count("trade_time"),
-        )
+        # trade_time, not id: the covering index holds it, so no heap visit.
+        .annotate(**_side_sums("notional_usd"), count=Count("trade_time"))
         .order_by()
     )
     _add_buckets(buckets, grouped)
@@ -157,6 +152,14 @@ def _volume_rollup(*, seconds: int, start: datetime):
     if seconds % 60 == 0 and state["minutes_from"] and start >= state["minutes_from"]:
         return LiquidationMinute, 60, state["last_id"]
     return None
+
+
+def _side_sums(usd: str) -> dict[str, Sum]:
+    """Shorts liquidated (BUY orders) and longs liquidated (SELL orders), summed apart."""
+    return {
+        "buy": Sum(usd, filter=Q(side=Side.BUY)),
+        "sell": Sum(usd, filter=Q(side=Side.SELL)),
+    }
 
 
 def _add_buckets(buckets: dict[int, list], rows) -> None:

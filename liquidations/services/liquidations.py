@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from django.db import connection, models, transaction
@@ -52,7 +52,7 @@ def _event_values(
 
     With as_db_time, times are datetimes adapted by it (SQLite's text form).
     """
-    values = [str(v) if type(v) is Decimal else v for v in _event_attributes(event)]
+    values: list[Any] = [str(v) if type(v) is Decimal else v for v in _event_attributes(event)]
     if as_db_time is not None:
         for n in _TIME_POSITIONS:
             values[n] = as_db_time(ms_to_datetime(values[n]))
@@ -112,7 +112,7 @@ STORE_CHUNK_ROWS = 500
 RETURNED_FIELDS = ("filled_quantity", "average_price", "notional_usd")
 
 
-def _stored(pk: int, event: LiquidationEvent, values: Sequence[Decimal]) -> StoredLiquidation:
+def _stored(pk: int, event: LiquidationEvent, values: Sequence[Any]) -> StoredLiquidation:
     filled_quantity, average_price, notional_usd = values
     return StoredLiquidation(
         pk=pk,
@@ -143,14 +143,31 @@ def _insert_postgresql(
     return [_stored(pk, events[n], values) for pk, n, *values in new]
 
 
+def _field(name: str) -> models.Field:
+    field = Liquidation._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return field
+
+
+def _column(name: str) -> str:
+    """Return the quoted database column of a Liquidation field."""
+    return _quoted(_field(name))
+
+
+def _quoted(field: models.Field) -> str:
+    column = field.column
+    assert column is not None
+    return connection.ops.quote_name(column)
+
+
 @functools.cache
 def _postgresql_insert_sql() -> str:
     meta = Liquidation._meta
     quote = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in INSERT_FIELDS if name != "received_at"]
+    fields = [_field(name) for name in INSERT_FIELDS if name != "received_at"]
     record, source = [], []
     for field in fields:
-        column = quote(field.column)
+        column = _quoted(field)
         if isinstance(field, models.DateTimeField):
             # Sent as epoch milliseconds: exact, and no datetime to build or dump.
             record.append(f"{column} bigint")
@@ -162,17 +179,16 @@ def _postgresql_insert_sql() -> str:
         else:
             record.append(f"{column} text")
             source.append(column)
-    columns = ", ".join(quote(field.column) for field in fields)
-    key = ", ".join(quote(meta.get_field(name).column) for name in UNIQUE_FIELDS)
+    columns = ", ".join(_quoted(field) for field in fields)
+    key = ", ".join(_column(name) for name in UNIQUE_FIELDS)
     selected = ", ".join(
-        f"{expression} AS {quote(field.column)}"
+        f"{expression} AS {_quoted(field)}"
         for field, expression in zip(fields, source, strict=True)
     )
     pk = quote("id")
-    returned = ", ".join(f"ins.{quote(meta.get_field(name).column)}" for name in RETURNED_FIELDS)
+    returned = ", ".join(f"ins.{_column(name)}" for name in RETURNED_FIELDS)
     inserted = ", ".join(
-        quote(meta.get_field(name).column)
-        for name in dict.fromkeys(("id", *UNIQUE_FIELDS, *RETURNED_FIELDS))
+        _column(name) for name in dict.fromkeys(("id", *UNIQUE_FIELDS, *RETURNED_FIELDS))
     )
     # DISTINCT ON: two events equal only once rounded to the column's scale are one row.
     return (
@@ -190,9 +206,9 @@ def _insert_each(events: list[LiquidationEvent], received_at: datetime) -> list[
     # cursor (no SQL rewriting per call), so each new row's id comes back with its event.
     meta = Liquidation._meta
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in INSERT_FIELDS)
-    key = ", ".join(quote(meta.get_field(name).column) for name in UNIQUE_FIELDS)
-    returned = ", ".join(quote(meta.get_field(name).column) for name in RETURNED_FIELDS)
+    columns = ", ".join(_column(name) for name in INSERT_FIELDS)
+    key = ", ".join(_column(name) for name in UNIQUE_FIELDS)
+    returned = ", ".join(_column(name) for name in RETURNED_FIELDS)
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) "
         f"VALUES ({', '.join(['?'] * len(INSERT_FIELDS))}) "
@@ -212,17 +228,18 @@ def _insert_each(events: list[LiquidationEvent], received_at: datetime) -> list[
             ).fetchone()
             if row is not None:
                 pk, *values = row
-                stored.append(_stored(pk, e, [f(v) for f, v in zip(from_db, values, strict=True)]))
+                converted = [f(v) for f, v in zip(from_db, values, strict=True)]
+                stored.append(_stored(pk, e, converted))
     finally:
         cursor.close()
     return stored
 
 
-def _db_converters(names: Sequence[str]) -> list[Callable[[object], object]]:
+def _db_converters(names: Sequence[str]) -> list[Callable[[object], Any]]:
     """Return, per field, a function turning a raw driver value into what the ORM reads."""
-    converters = []
+    converters: list[Callable[[object], Any]] = []
     for name in names:
-        field = Liquidation._meta.get_field(name)
+        field = _field(name)
         column = field.get_col(Liquidation._meta.db_table)
         steps = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
         converters.append(functools.partial(_convert, steps=steps, column=column))

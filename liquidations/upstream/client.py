@@ -274,7 +274,8 @@ class UpstreamClient:
                 await asyncio.sleep(self.ping_interval - silent_for)
                 continue
             try:
-                pong = await ws.ping()
+                # A future that completes when the pong arrives (typed as an Awaitable).
+                pong = asyncio.ensure_future(await ws.ping())
             except ConnectionClosed:
                 return
             pinged_at = loop.time()

@@ -36,8 +36,13 @@ ITEM_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("order_trade_time", "trade_time", "ms"),
     ("event_time", "event_time", "ms"),
 )
+# The cursor-paged form of the range (ours): {"data": [items], "next_cursor": ...}.
+PAGED_PATH = "/api/v1/liquidations/paged"
 # Derived from the others, so served but not read back.
 USD_ITEM_KEY = "cumulated_usd_size"
+# The range form (GET /api/v1/liquidations, the array OrderFox's client reads) adds the
+# trade time again under the name OrderFox buckets by, and serves USD as a JSON number.
+TIMESTAMP_ITEM_KEY = "timestamp"
 TEXT_LENGTHS = {"symbol": 30, "order_type": 20, "time_in_force": 10, "order_status": 20}
 
 

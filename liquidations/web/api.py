@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 import orjson
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from ..models import Liquidation
 from ..selectors import volume
 from ..selectors.feed import liquidation_feed
-from ..selectors.history import BadCursor, Cursor, HistoryFilters, liquidation_page
 from ..selectors.symbols import symbol_exists
 from ..upstream.events import (
     MAX_TIMESTAMP_MS,
@@ -25,7 +24,6 @@ from ..upstream.events import (
 from ..upstream.orderfox_api import ITEM_FIELDS, USD_ITEM_KEY, decimal_text
 
 ORDERS_DEFAULT_LIMIT = 50
-RANGE_DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
 DEFAULT_SPAN = timedelta(hours=24)
 
@@ -123,7 +121,14 @@ def format_usd(value: Decimal) -> str:
     return f"{amount:.2f}"
 
 
-def liquidation_item(liquidation: Liquidation) -> dict:
+class ItemSource(Protocol):
+    """A Liquidation, or a row of selectors.history.liquidation_values_page."""
+
+    @property
+    def notional_usd(self) -> Decimal: ...
+
+
+def liquidation_item(liquidation: ItemSource) -> dict:
     """Return one liquidation in the original OrderFox item shape (side in lower case)."""
     item: dict = {}
     for key, field, kind in ITEM_FIELDS:
@@ -191,32 +196,3 @@ def liquidation_orders(request: HttpRequest) -> JsonResponse:
     symbol = symbol_param(request.GET.get("symbol"))
     items = [liquidation_item(liq) for liq in liquidation_feed(symbol=symbol)[:limit]]
     return JsonResponse(items, safe=False)
-
-
-@api_view
-def liquidations(request: HttpRequest) -> JsonResponse:
-    """Liquidations of [start_timestamp, end_timestamp) in time order, a page at a time."""
-    limit = limit_param(request, default=RANGE_DEFAULT_LIMIT)
-    start, end = time_range(request, "start_timestamp", "end_timestamp")
-    symbol = symbol_param(request.GET.get("symbol"))
-    token = request.GET.get("cursor")
-    try:
-        cursor = Cursor.decode(token) if token is not None else None
-    except BadCursor as exc:
-        raise BadRequest(f"bad cursor: {exc}") from None
-    rows, next_cursor = liquidation_page(
-        filters=HistoryFilters(symbol=symbol, start=start, end=end),
-        cursor=cursor,
-        limit=limit,
-        newest_first=False,
-    )
-    return JsonResponse(
-        {
-            "symbol": symbol,
-            "start_timestamp": datetime_to_ms(start),
-            "end_timestamp": datetime_to_ms(end),
-            "limit": limit,
-            "data": [liquidation_item(liq) for liq in rows],
-            "next_cursor": next_cursor.encode() if next_cursor else None,
-        }
-    )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api
+from . import api, api_range
 
 app_name = "api"
 
@@ -13,5 +13,6 @@ urlpatterns = [
         name="liquidation_volume",
     ),
     path("liquidation-orders", api.liquidation_orders, name="liquidation_orders"),
-    path("liquidations", api.liquidations, name="liquidations"),
+    path("liquidations", api_range.liquidations, name="liquidations"),
+    path("liquidations/paged", api_range.liquidations_paged, name="liquidations_paged"),
 ]

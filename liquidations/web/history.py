@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -45,8 +47,8 @@ class HistoryFilterForm(forms.Form):
             raise forms.ValidationError("Not a symbol: letters and digits only, like BTCUSDT.")
         return symbol
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         start, end = cleaned.get("start"), cleaned.get("end")
         if start and end and start >= end:
             raise forms.ValidationError("The start must be before the end.")
@@ -96,7 +98,7 @@ def history(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def history_csv(request: HttpRequest) -> HttpResponse:
+def history_csv(request: HttpRequest) -> HttpResponseBase:
     form = HistoryFilterForm(request.GET)
     if not form.is_valid():
         return HttpResponse(

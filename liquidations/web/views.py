@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
@@ -9,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
+from django_htmx.middleware import HtmxDetails
 
 from ..selectors.feed import liquidation_feed, liquidation_last_id, liquidation_rows
 from ..selectors.filters import MIN_USD_PRESETS, SIDE_CHOICES, FeedFilter
@@ -22,15 +24,16 @@ SEARCH_RESULTS = 20
 MAX_SEARCH_LENGTH = 30
 
 
-def _is_htmx_partial(request: HttpRequest) -> bool:
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _is_htmx_partial(request: HtmxHttpRequest) -> bool:
     # A history restore (back button, cache miss) needs the whole page.
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
+    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def _feed(request: HttpRequest, *, symbol: str | None) -> HttpResponse:
+def _feed(request: HtmxHttpRequest, *, symbol: str | None) -> HttpResponse:
     feed_filter = FeedFilter.from_query(request.GET)
     # The cursor is read before the rows: a row stored in between is sent again by the
     # socket's catch-up (and dropped as a duplicate), never missed.
@@ -38,7 +41,7 @@ def _feed(request: HttpRequest, *, symbol: str | None) -> HttpResponse:
     liquidations = liquidation_feed(
         symbol=symbol, min_usd=feed_filter.min_usd, side=feed_filter.binance_side
     )[:PAGE_ROWS]
-    context = {
+    context: dict[str, Any] = {
         "symbol": symbol,
         "rows": liquidation_rows(liquidations=liquidations),
         "filter": feed_filter,
@@ -88,12 +91,12 @@ def _ws_url(*, symbol: str | None, feed_filter: FeedFilter) -> str:
 
 
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     return _feed(request, symbol=None)
 
 
 @require_GET
-def symbol_dashboard(request: HttpRequest, symbol: str) -> HttpResponse:
+def symbol_dashboard(request: HtmxHttpRequest, symbol: str) -> HttpResponse:
     upper = symbol.upper()
     if upper != symbol and is_symbol(upper):
         url = reverse("liquidations:symbol", args=[upper])
@@ -107,7 +110,7 @@ def symbol_dashboard(request: HttpRequest, symbol: str) -> HttpResponse:
     return _feed(request, symbol=symbol)
 
 
-def _symbol_not_found(request: HttpRequest, *, symbol: str, reason: str) -> HttpResponse:
+def _symbol_not_found(request: HtmxHttpRequest, *, symbol: str, reason: str) -> HttpResponse:
     return render(
         request,
         "liquidations/symbol_not_found.html",
@@ -117,7 +120,7 @@ def _symbol_not_found(request: HttpRequest, *, symbol: str, reason: str) -> Http
 
 
 @require_GET
-def symbol_picker(request: HttpRequest) -> HttpResponse:
+def symbol_picker(request: HtmxHttpRequest) -> HttpResponse:
     """Search symbols: a list of links for HTMX, a page (or the match itself) without it."""
     query = request.GET.get("q", "").strip()[:MAX_SEARCH_LENGTH]
     symbols = symbol_search(query=query, limit=SEARCH_RESULTS)

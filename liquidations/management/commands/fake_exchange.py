@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 from django.core.management import BaseCommand, CommandError
 
@@ -70,7 +71,7 @@ async def _serve(command: Command, options: dict) -> None:
             feed = fx.replay(options["replay"], rate=options["rate"], loop=True)
         else:
             feed = fx.generate(rate=options["rate"], malformed_every=options["malformed_every"])
-        tasks = [asyncio.create_task(feed, name="fake-feed")]
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(feed, name="fake-feed")]
         if options["drop_every"] > 0:
             tasks.append(asyncio.create_task(_drop_every(fx, options["drop_every"])))
         waiter = asyncio.create_task(stopping.wait())

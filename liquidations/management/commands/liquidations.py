@@ -112,6 +112,8 @@ EMBEDDED_HINT = (
 
 async def _request(message_type: str, timeout: float) -> dict | None:
     layer = get_channel_layer()
+    if layer is None:
+        raise CommandError("No channel layer is configured.")
     reply_channel = await layer.new_channel()
     await layer.send(WORKER_CHANNEL, {"type": message_type, "reply_channel": reply_channel})
     try:

@@ -45,7 +45,7 @@ class Command(BaseCommand):
             return defer.Deferred.fromFuture(asyncio.ensure_future(worker.shutdown()))
 
         reactor.callWhenRunning(start_worker)
-        reactor.addSystemEventTrigger("before", "shutdown", stop_worker)
+        reactor.addSystemEventTrigger("before", "shutdown", stop_worker)  # type: ignore[arg-type]  # Twisted's stub swaps the phase and event type
         interface = host.strip("[]")
         endpoint = f"tcp:port={port}:interface={interface.replace(':', chr(92) + ':')}"
         logger.info(
