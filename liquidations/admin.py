@@ -12,7 +12,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from .models import ConnectionGap, Liquidation, Side, Symbol, WorkerState
+from .models import ConnectionGap, DeadLetter, Liquidation, Side, Symbol, WorkerState
 from .selectors.feed import format_decimal
 from .selectors.symbols import symbol_info, symbol_info_map
 from .upstream.events import is_symbol
@@ -287,3 +287,22 @@ class WorkerStateAdmin(ReadOnlyAdmin):
         "malformed_dropped",
         "heartbeat_at",
     )
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    """Events the database refused (the rest of their batch was stored), with the raw frame."""
+
+    list_display = ("created_at", "venue", "error_display", "frame_display")
+    list_filter = ("venue",)
+    search_fields = ("error",)
+    date_hierarchy = "created_at"
+    list_per_page = 100
+
+    @admin.display(description="error")
+    def error_display(self, obj: DeadLetter) -> str:
+        return obj.error[:200]
+
+    @admin.display(description="raw frame")
+    def frame_display(self, obj: DeadLetter) -> str:
+        return obj.frame[:300]

@@ -171,9 +171,30 @@ class WorkerState(models.Model):
     requested_at = models.DateTimeField(null=True, blank=True)
     # Each venue's own state and counters: {"binance": {"state": "streaming", ...}, ...}.
     venues = models.JSONField(default=dict, blank=True)
+    # Kind of fault -> {"at", "message"} of its last occurrence (`liquidations status`).
+    last_errors = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"worker {self.state}"
+
+
+class DeadLetter(models.Model):
+    """A received event the database refused to store, kept with its raw frame and why.
+
+    Any other event of its batch was stored: a refused row costs only itself. Replay one
+    after fixing the cause by feeding `frame` to the venue's parser and the store.
+    """
+
+    created_at = models.DateTimeField()
+    venue = models.CharField(max_length=10, choices=Venue.choices)
+    frame = models.TextField()
+    error = models.TextField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.venue}: {self.error[:80]}"
 
 
 class RollupBucket(models.Model):

@@ -11,9 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orderfox.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from liquidations.ingest.worker import worker_application  # noqa: E402
+from liquidations.live.origin import SameOriginValidator  # noqa: E402
 from liquidations.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -23,7 +23,8 @@ application = ProtocolTypeRouter(
         # AuthMiddlewareStack cost a database hop per connect (the user lookup, queued
         # in the one shared sync thread with 1,000 viewers connecting) and its session
         # wrapper ~8 % of a daphne process in every frame sent (py-spy, make bench).
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # Only the site's own pages may open one: same scheme, host and port.
+        "websocket": SameOriginValidator(URLRouter(websocket_urlpatterns)),
         "channel": worker_application(),
     }
 )

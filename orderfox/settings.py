@@ -70,6 +70,31 @@ DEBUG = env_bool("DJANGO_DEBUG")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
+
+def https_settings() -> dict[str, object]:
+    """What DJANGO_HTTPS=1 turns on: the site is reached over HTTPS only.
+
+    Directly or through a TLS proxy that sets X-Forwarded-Proto (and overwrites any the
+    client sent). Plain-HTTP requests are redirected (except /health, for load balancers
+    probing over HTTP), browsers keep to HTTPS for a year (HSTS, subdomains included,
+    preload-ready), and the session and CSRF cookies are Secure.
+    """
+    return {
+        "SECURE_SSL_REDIRECT": True,
+        "SECURE_REDIRECT_EXEMPT": [r"^health$"],
+        "SECURE_HSTS_SECONDS": 365 * 24 * 3600,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+    }
+
+
+HTTPS = env_bool("DJANGO_HTTPS")
+if HTTPS:
+    globals().update(https_settings())
+
 INSTALLED_APPS = [
     # daphne first: its runserver replaces Django's (check daphne.E001).
     "daphne",
@@ -86,9 +111,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # No inline script or style anywhere; the page connects to its own socket only.
+    "liquidations.web.middleware.ContentSecurityPolicyMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Query parameters with control characters get a 400 before any view reads them.
+    "liquidations.web.middleware.BadInputMiddleware",
+    # The database away: a 503 page (JSON under /api/), not "Server Error (500)".
+    "liquidations.web.middleware.DatabaseOutageMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -126,6 +157,11 @@ if DATABASE_URL:
         "min_size": 1,
         "max_size": 10,
         "timeout": 3,
+        # psycopg_pool retries a lost connection with a delay doubling up to this long
+        # (default 5 min: after a long outage its next attempt could be 2 min away, and
+        # the worker resumed 9-32 s after PostgreSQL returned). Given up after 2 s, the
+        # next request or the worker's next probe (every 2 s) connects afresh at once.
+        "reconnect_timeout": 2,
     }
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -249,8 +285,15 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    # A fault that repeats (Redis or PostgreSQL away, a flood of bad frames) is logged a
+    # few times a minute, then summarised: liquidations/logs.py. Counters stay exact.
+    "filters": {"repeats": {"()": "liquidations.logs.RepeatFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["repeats"],
+        },
     },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {

@@ -3,6 +3,9 @@ from django.urls import include, path
 
 from liquidations.web.health import health
 
+# A database outage outside a view still answers 503 (liquidations/web/errors.py).
+handler500 = "liquidations.web.errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),

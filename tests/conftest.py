@@ -141,6 +141,39 @@ async def fake_exchange():
 
 
 @pytest.fixture
+def tcp_proxy():
+    """Make loopback TCP proxies in front of real services; stop() cuts one, start() restores.
+
+    For outage tests: point the app at proxy.port, never stop the real service.
+    """
+    from liquidations.devtools.tcp_proxy import TcpProxy
+
+    made: list[TcpProxy] = []
+
+    def make(url: str, default_port: int) -> TcpProxy:
+        parts = urlsplit(url)
+        proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or default_port).start()
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.stop()
+
+
+def database_url(settings_dict: dict, *, port: int | None = None) -> str:
+    """Return a postgres:// URL for a connection's settings (another port: a proxy's)."""
+    from urllib.parse import quote
+
+    user = quote(settings_dict.get("USER") or "")
+    password = f":{quote(settings_dict['PASSWORD'])}" if settings_dict.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = port or settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture
 def upstream_settings(settings, fake_exchange):
     """Point the ingest at the fake exchange (Binance only), with tiny reconnect delays."""
     settings.LIQUIDATION_VENUES = ["binance"]

@@ -203,3 +203,80 @@ async def test_venue_column_and_venue_filter_on_a_live_page(browser, three_venue
         assert len(sockets) == 1, "the filter change must not reconnect the socket"
         await page.screenshot(path=OUTPUT / "dashboard-venue-bybit.png")
     assert errors == []
+
+
+async def test_a_refused_socket_says_disconnected_and_stays_closed(browser, live_app):
+    """A message the server refuses closes the socket with a final 4000-range code: the
+    page says so and does not retry (1008/1009 became 1011 under daphne, retried forever)."""
+    page = await browser.new_page()
+    sockets: list[object] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    await page.goto(live_app.url)
+    await expect_status(page, "Connected")
+    # A ws-send form, as htmx's extension sends them: its JSON carries keys the feed refuses.
+    await page.evaluate(
+        """() => {
+            const form = document.createElement("form");
+            form.setAttribute("ws-send", "");
+            form.innerHTML = '<input name="bogus" value="1">';
+            document.getElementById("live").appendChild(form);
+            htmx.process(form);
+            form.requestSubmit();
+        }"""
+    )
+    await expect_status(page, "Disconnected")
+    await asyncio.sleep(3)  # longer than the first reconnect delays (0.25-1 s)
+    assert await page.inner_text(".connection-status") == "Disconnected"
+    assert len(sockets) == 1
+
+
+async def test_every_page_runs_under_the_content_security_policy(browser, live_app):
+    """No inline script or style is left to break under `default-src 'self'`: the live
+    table and its venue chips, the symbol page's market panels, history and the admin."""
+    await asyncio.to_thread(live_app.create_superuser, "root", "csp-test-only")
+    page = await browser.new_page()
+    await page.add_init_script(
+        """window.__csp = [];
+        document.addEventListener("securitypolicyviolation",
+            e => window.__csp.push(e.violatedDirective + " " + e.blockedURI));"""
+    )
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"{page.url}: {m.text}") if "Policy" in m.text else None,
+    )
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    await live_app.exchange.wait_for_clients(1, timeout=20)
+    async with feeding(live_app.exchange, rate=20):
+        await page.goto(live_app.url)
+        header = (await page.request.get(live_app.url)).headers["content-security-policy"]
+        assert "default-src 'self'" in header and "unsafe-inline" not in header
+        await expect_status(page, "Connected")  # connect-src lets the page's own socket in
+        await page.wait_for_selector(ROWS, timeout=WAIT_MS)
+        await page.click(".venue-filter a.chip:has-text('Binance')")
+        await page.wait_for_url("**/?venue=binance", timeout=WAIT_MS)
+        await page.fill(".symbol-picker input", "btc")
+        await page.click("#symbol-results a:has-text('BTCUSDT')", timeout=WAIT_MS)
+        await page.wait_for_url("**/BTCUSDT/**", timeout=WAIT_MS)
+        # The market panels: candles, the trades tape and the order book, live.
+        await page.wait_for_selector(
+            "#candle-chart .candle-chart-canvas[data-state='ready'] canvas", timeout=WAIT_MS
+        )
+        await page.wait_for_selector("#trade-rows tr.trade-row", timeout=WAIT_MS)
+        level = "#order-book-levels[data-state='synced'] .book-level.bid"
+        await page.wait_for_selector(level, timeout=WAIT_MS)
+        # Each level's depth bar is drawn without a style attribute (market.js sets it).
+        fill = await page.eval_on_selector(
+            level, "e => [e.dataset.fill, e.style.getPropertyValue('--fill')]"
+        )
+        assert fill[1] == f"{fill[0]}%", fill
+        await page.goto(live_app.url + "history/")
+        await page.goto(live_app.url + "admin/login/?next=/admin/liquidations/liquidation/")
+        await page.fill("#id_username", "root")
+        await page.fill("#id_password", "csp-test-only")
+        await page.click("input[type=submit]")
+        await page.wait_for_url("**/admin/liquidations/liquidation/", timeout=WAIT_MS)
+        await page.click("#result_list tbody tr a", timeout=WAIT_MS)
+        await page.wait_for_load_state()
+        problems += await page.evaluate("window.__csp")
+    assert not problems, problems

@@ -110,6 +110,11 @@ def _without(key: str) -> str:
         (_order_with(s="BTC\u200bUSDT"), "invalid symbol"),
         (_order_with(s="\x00BTC"), "invalid symbol"),
         (_order_with(s="A" * 31), "invalid symbol"),
+        # PostgreSQL refuses NUL in text: one such event cost its whole batch.
+        (_order_with(o="LIM\u0000IT"), "'o' contains a control character"),
+        (_order_with(f="IOC\x7f"), "'f' contains a control character"),
+        (_order_with(X="FILLED\u0085"), "'X' contains a control character"),
+        (_order_with(S="BUY\x00"), "'S' contains a control character"),
         (_order_with(s=""), "invalid symbol"),
         (_order_with(s=7), "'s' missing or not a string"),
         (_order_with(T="1766845883281"), "not an integer"),

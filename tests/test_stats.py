@@ -275,7 +275,9 @@ async def test_feed_socket_forwards_the_stats_strip():
     from orderfox.asgi import application
 
     communicator = WebsocketCommunicator(
-        application, "/ws/liquidations/", headers=[(b"origin", b"http://localhost")]
+        application,
+        "/ws/liquidations/",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")],
     )
     connected, _ = await communicator.connect()
     assert connected

@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from liquidations.live.broadcast import broadcast
+from liquidations.live.contracts import CLOSE_POLICY
 from liquidations.models import ConnectionGap
 from liquidations.selectors.stats import liquidation_stats
 from liquidations.services.rollup import liquidation_rollup_catch_up
@@ -82,7 +83,11 @@ async def test_the_socket_takes_a_venue_filter_without_reconnecting():
         assert ROW_VENUES.findall(await communicator.receive_from()) == ["okx", "bybit", "binance"]
         await communicator.send_to(text_data='{"min_usd": "0", "side": "all", "venue": "ftx"}')
         closed = await communicator.receive_output()
-        assert closed == {"type": "websocket.close", "code": 1008, "reason": closed["reason"]}
+        assert closed == {
+            "type": "websocket.close",
+            "code": CLOSE_POLICY,
+            "reason": closed["reason"],
+        }
         assert "venue must be one of" in closed["reason"]
     finally:
         await communicator.disconnect()

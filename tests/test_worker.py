@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from liquidations.ingest.backlog import Backlog
 from liquidations.ingest.pipeline import Ingest
+from liquidations.ingest.store import Batch
 from liquidations.ingest.venue import VenueIngest
 from liquidations.ingest.venues import venue_adapter
 from liquidations.ingest.worker import worker_create
@@ -121,8 +122,9 @@ async def test_one_message_per_group_per_batch(upstream_settings, channel_layer)
         force_order(symbol="ETHUSDT", side="BUY"),
         force_order(symbol="BTCUSDT", side="BUY", z="0.002"),
     ]
-    batch = [parse_frame(orjson.dumps(p)) for p in payloads]
-    await venue.writer.store(batch + batch[:1])
+    raws = [orjson.dumps(p) for p in payloads]
+    raws.append(raws[0])
+    await venue.writer.store(Batch(events=[parse_frame(raw) for raw in raws], frames=raws))
     await venue.aclose()
 
     everything = await asyncio.wait_for(channel_layer.receive(all_member), 5)

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ..live.broadcast import Messages, broadcast, stats_messages
+from ..logs import RateLimitedLog
 from ..selectors.feed import liquidation_last_id, liquidation_symbols_since
 from ..services.rollup import liquidation_rollup_advance
 from .dbthread import DbThread
@@ -54,6 +55,7 @@ class StatsPublisher:
         self._db = DbThread(name="stats-db")
         self._pending: dict[str, None] = {}  # an ordered set, oldest-touched first
         self.published = 0
+        self._log = RateLimitedLog(logger)
 
     async def run(self) -> None:
         try:
@@ -63,9 +65,18 @@ class StatsPublisher:
                 await asyncio.sleep(self.interval)
                 try:
                     last_id, last_all = await self.tick(last_id, last_all)
-                except Exception:
-                    # A failed tick (database restarting) is retried next second.
-                    logger.exception("Publishing live stats failed")
+                except Exception as exc:
+                    # A failed tick (database or Redis restarting) is retried next second.
+                    self._log.log(
+                        logging.WARNING,
+                        "live stats",
+                        "Publishing live stats failed: %r",
+                        exc,
+                        reason=type(exc).__name__,
+                    )
+                else:
+                    self._log.recovered("live stats", "Publishing live stats works again")
+                self._log.flush()
         finally:
             await self._db.aclose(wait=False)
 

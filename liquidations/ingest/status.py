@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 TIME_FIELDS = ("connected_since", "last_event_at", "symbols_synced_at", "disconnected_since")
-COUNTERS = ("events_received", "events_stored", "duplicates_skipped", "malformed_dropped")
+COUNTERS = (
+    "events_received",
+    "events_stored",
+    "duplicates_skipped",
+    "malformed_dropped",
+    "dead_letters",
+)
 # The worker's state from its venues' states: the first that any venue is in.
 STATE_ORDER = ("streaming", "reconnecting", "connecting", "stopped")
 
@@ -30,13 +37,22 @@ class VenueStatus:
     symbols_synced_at: datetime | None = None  # the venue's instrument listing
     instruments: int = 0
     subscriptions: str = ""
+    # Stored rows the database refused (kept in the DeadLetter table), since start.
+    dead_letters: int = 0
+    # kind of fault -> its last occurrence (liquidations.logs.LastError), shared with
+    # the venue's RateLimitedLog.
+    last_errors: dict[str, Any] = field(default_factory=dict)
 
     def as_message(self) -> dict:
         """Return the status as plain values (channel-layer messages are msgpack)."""
         data = asdict(self)
         for key in TIME_FIELDS:
             data[key] = data[key].isoformat() if data[key] else None
+        data["last_errors"] = self.errors_as_dicts()
         return data
+
+    def errors_as_dicts(self) -> dict[str, dict[str, str]]:
+        return {kind: error.as_dict() for kind, error in sorted(self.last_errors.items())}
 
 
 @dataclass
@@ -81,8 +97,24 @@ class IngestStatus:
         return sum(s.malformed_dropped for s in self.venues.values())
 
     @property
+    def dead_letters(self) -> int:
+        return sum(s.dead_letters for s in self.venues.values())
+
+    @property
     def reconnects(self) -> int:
         return sum(s.reconnects for s in self.venues.values())
+
+    def errors_as_dicts(self) -> dict[str, dict[str, str]]:
+        """Return the last error of each kind, whichever venue had it (named first)."""
+        latest: dict[str, tuple[str, Any]] = {}
+        for name, status in self.venues.items():
+            for kind, error in status.last_errors.items():
+                if kind not in latest or error.at > latest[kind][1].at:
+                    latest[kind] = (name, error)
+        return {
+            kind: {**error.as_dict(), "message": f"{name}: {error.message}"}
+            for kind, (name, error) in sorted(latest.items())
+        }
 
     def venues_message(self) -> dict[str, dict]:
         return {name: status.as_message() for name, status in self.venues.items()}
@@ -96,5 +128,6 @@ class IngestStatus:
             "last_event_at": last.isoformat() if last else None,
             **{name: getattr(self, name) for name in COUNTERS},
             "reconnects": self.reconnects,
+            "last_errors": self.errors_as_dicts(),
             "venues": self.venues_message(),
         }

@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from ..logs import RateLimitedLog
 from ..upstream.client import Backoff, UpstreamClient
 from ..upstream.events import LiquidationEvent, MalformedFrame, PartlyMalformed, UnknownInstrument
 from .backlog import Backlog
@@ -26,6 +27,7 @@ from .dbthread import DbThread
 from .gaps import GapRecorder
 from .instruments import InstrumentsLoop
 from .status import VenueStatus
+from .store import Batch
 from .tasks import finish_or_cancel, log_task_end, wait_ended
 from .writer import BatchWriter
 
@@ -54,12 +56,17 @@ class VenueIngest:
         self.queue = Backlog(max_bytes=max_backlog_bytes)
         self.db = DbThread(name=f"ingest-{self.name}")
         self.gaps = GapRecorder(db=self.db, venue=self.name)
+        # Faults that repeat (bad frames, the database or Redis away) are logged a few
+        # times a minute, then summarised; status keeps the exact counts and last errors.
+        self.log = RateLimitedLog(logger)
+        self.status.last_errors = self.log.last
         self.writer = BatchWriter(
             queue=self.queue,
             parse=self.parse,
             db=self.db,
             status=self.status,
             channel_layer=channel_layer,
+            log=self.log,
         )
         self.instruments: InstrumentsLoop | None = None
         self._client: UpstreamClient | None = None
@@ -186,29 +193,45 @@ class VenueIngest:
         await self.queue.drained()
         logger.info("%s reads resume after %.2f s", self.name, time.monotonic() - started)
 
-    async def parse(self, frames: list[bytes]) -> list[LiquidationEvent]:
-        """Parse a batch of raw frames; count, log and skip the malformed ones."""
-        events: list[LiquidationEvent] = []
+    async def parse(self, frames: list[bytes]) -> Batch:
+        """Parse a batch of raw frames; count, log and skip the malformed ones.
+
+        Each event is kept with the frame it came from (a dead letter keeps that frame).
+        """
+        batch = Batch()
         parse = self.adapter.parse
         for start in range(0, len(frames), PARSE_SLICE):
             if start:
                 await asyncio.sleep(0)  # a 5,000-frame batch is ~50 ms of CPU
             for raw in frames[start : start + PARSE_SLICE]:
                 try:
-                    events += parse(raw)
+                    self._add(batch, parse(raw), raw)
                 except UnknownInstrument as exc:
                     self._keep_for_listing(raw, exc)
                 except PartlyMalformed as exc:
-                    events += exc.events
+                    self._add(batch, exc.events, raw)
                     self._malformed(raw, exc, count=exc.count)
                 except MalformedFrame as exc:
                     self._malformed(raw, exc)
-        self.status.events_received += len(events)
-        return events
+        self.status.events_received += len(batch)
+        return batch
+
+    @staticmethod
+    def _add(batch: Batch, events: list[LiquidationEvent], raw: bytes) -> None:
+        for event in events:
+            batch.add(event, raw)
 
     def _malformed(self, raw: bytes, exc: Exception, *, count: int = 1) -> None:
         self.status.malformed_dropped += count
-        logger.warning("Dropped malformed %s frame (%s): %.200r", self.name, exc, _text(raw))
+        self.log.log(
+            logging.WARNING,
+            "malformed frames",
+            "Dropped malformed %s frame (%s): %.200r",
+            self.name,
+            exc,
+            _text(raw),
+            reason=str(exc).split(":", 1)[0][:60],
+        )
 
     def _keep_for_listing(self, raw: bytes, exc: Exception) -> None:
         if len(self._held) >= MAX_HELD_FRAMES:
@@ -224,18 +247,18 @@ class VenueIngest:
             await self._client.send(self.adapter.new_messages())
         self.status.subscriptions = self.adapter.describe()
         held, self._held = self._held, []
-        events: list[LiquidationEvent] = []
+        batch = Batch()
         for raw in held:
             try:
-                events += self.adapter.parse(raw)
+                self._add(batch, self.adapter.parse(raw), raw)
             except PartlyMalformed as exc:
-                events += exc.events
+                self._add(batch, exc.events, raw)
                 self._malformed(raw, exc, count=exc.count)
             except MalformedFrame as exc:  # still unknown: not a listed instrument
                 self._malformed(raw, exc)
-        if events:
-            self.status.events_received += len(events)
-            await self.writer.store(events)
+        if batch:
+            self.status.events_received += len(batch)
+            await self.writer.store(batch)
 
     async def _on_connected(self) -> None:
         now = timezone.now()
@@ -253,6 +276,7 @@ class VenueIngest:
             # A requested stop: the hole starts at the stop (the next start records it).
             return
         self.status.reconnects += 1
+        self.log.note("upstream", reason)
         await self.gaps.open(now, reason)
 
     async def _heartbeat(self) -> None:
@@ -267,6 +291,7 @@ class VenueIngest:
             if late - reported:
                 logger.warning("%s: %d subscriptions not acknowledged", self.name, len(late))
             reported = late
+            self.log.flush()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
 

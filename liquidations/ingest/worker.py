@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..live.contracts import WORKER_CHANNEL
+from ..logs import RateLimitedLog
 from ..services.worker_state import worker_request_take
 from .market import MarketFeed
 from .pipeline import Ingest
@@ -125,14 +126,22 @@ class LiquidationWorker(Worker):
 
     async def listener(self, channel: str) -> None:
         """Hand channel messages to the consumer; ride out channel-layer outages."""
+        log = RateLimitedLog(logger)
         while True:
             try:
                 message = await self.channel_layer.receive(channel)
             except Exception as exc:
                 # Redis restarting or unreachable: streaming goes on, control waits.
-                logger.warning("Channel layer receive failed (%s); retrying in 1 s", exc)
+                log.log(
+                    logging.WARNING,
+                    "worker channel",
+                    "Channel layer receive failed (%r); retrying in 1 s",
+                    exc,
+                    reason=type(exc).__name__,
+                )
                 await asyncio.sleep(1.0)
                 continue
+            log.recovered("worker channel", "Channel layer receive works again")
             if not message.get("type"):
                 logger.warning("Dropped a worker message without a type: %.200r", message)
                 continue

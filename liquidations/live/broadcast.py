@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from ..logs import RateLimitedLog
 from ..selectors.feed import LiquidationLike, LiquidationRow, liquidation_rows
 from ..selectors.stats import WindowStats, liquidation_stats_many, stats_context
 from ..selectors.status import VenueState, WorkerStatus
@@ -34,6 +35,8 @@ from .contracts import (
 from .templating import substitution_renderer
 
 logger = logging.getLogger(__name__)
+# Every second while the layer is down: a few lines, then a summary a minute.
+_status_failures = RateLimitedLog(logger)
 
 Messages = dict[str, dict[str, Any]]
 
@@ -123,8 +126,19 @@ async def worker_status_broadcast(*, channel_layer: Any, status: ShownStatus) ->
     }
     try:
         await channel_layer.group_send(WORKER_STATUS_GROUP, message)
-    except Exception:
-        logger.exception("Pushing the worker status to dashboards failed")
+    except Exception as exc:
+        _status_failures.log(
+            logging.WARNING,
+            "worker status push",
+            "Pushing the worker status to dashboards failed: %r",
+            exc,
+            reason=type(exc).__name__,
+        )
+    else:
+        _status_failures.recovered(
+            "worker status push", "Pushing the worker status to dashboards works again"
+        )
+    _status_failures.flush()
 
 
 def stats_html(*, symbol: str | None, stats: list[WindowStats], oob: bool = False) -> str:

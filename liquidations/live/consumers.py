@@ -8,7 +8,7 @@ may send one kind of message, a filter update, as a small JSON object:
 
 "since" asks for the rows stored after that id (matching the filter, newest 50): the page
 sends it on every (re)connect and after a filter change, so the table has no hole.
-Anything else closes the socket: 1009 when too large, 1008 otherwise.
+Anything else closes the socket: 4009 when too large, 4008 otherwise (contracts.py).
 
 Rows, worker status and stats reach the socket through the process's fan-out hub
 (fanout.py), which joins the channel-layer groups once for every viewer in the process.
@@ -33,16 +33,15 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.template.loader import render_to_string
 
-from ..selectors.feed import liquidation_feed, liquidation_rows
 from ..selectors.filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side, parse_venue
 from ..selectors.status import worker_status
 from ..upstream.events import is_symbol
+from .catchup import catch_up_html
 from .contracts import (
     CLOSE_NOT_FOUND,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     GROUP_ALL,
-    MAX_ROWS,
     WORKER_STATUS_GROUP,
     stats_group,
     symbol_group,
@@ -95,21 +94,6 @@ def feed_filter_from_message(text: str) -> tuple[FeedFilter, int | None]:
     return feed_filter, since
 
 
-def _catch_up(*, symbol: str | None, feed_filter: FeedFilter, since: int) -> str:
-    """Render the rows stored after since that pass the filter, newest first."""
-    liquidations = liquidation_feed(
-        symbol=symbol,
-        min_usd=feed_filter.min_usd,
-        side=feed_filter.binance_side,
-        venue=feed_filter.venue,
-        after_id=since,
-    )[:MAX_ROWS]
-    return "".join(
-        render_to_string("liquidations/_row.html", {"row": row})
-        for row in liquidation_rows(liquidations=liquidations)
-    )
-
-
 def _worker_status_html() -> str:
     return render_to_string(
         "liquidations/_worker_status.html", {"status": worker_status(), "oob": True}
@@ -156,7 +140,10 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
         self.held: list[str] | None = []
         symbol = str(self.scope["url_route"]["kwargs"].get("symbol", ""))
         if symbol and not is_symbol(symbol):
-            await self.close(code=CLOSE_NOT_FOUND)
+            # Accepted first: a close before the accept is an HTTP 403 to the browser,
+            # which sees 1006 and retries; this code tells the page to stop.
+            await self.accept()
+            await self._refuse(CLOSE_NOT_FOUND, "no such feed")
             return
         self.symbol = symbol or None
         # The page's filter rides on the URL; a malformed one falls back to the default,
@@ -204,7 +191,7 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
             return
         self.feed_filter = feed_filter
         if since is not None:
-            rows_html = await database_sync_to_async(_catch_up)(
+            rows_html = await database_sync_to_async(catch_up_html)(
                 symbol=self.symbol, feed_filter=feed_filter, since=since
             )
             status_html = await database_sync_to_async(_worker_status_html)()

@@ -21,14 +21,21 @@ WORKER_STATUS_GROUP = "worker.status"
 WORKER_STATUS_MESSAGE_TYPE = "worker.status"
 # The stats strip of one scope (all-market or a symbol), rendered once a second.
 STATS_MESSAGE_TYPE = "liquidations.stats"
+# A web process's fan-out hub checking, once a second, that the layer carries messages.
+PROBE_MESSAGE_TYPE = "fanout.probe"
 
 # The table holds 50 rows: a frame carries the newest 50 that pass the viewer's filter.
 MAX_ROWS = 50
 
-# Close codes the browser sees (static/js/dashboard.js keeps its handling in step).
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_NOT_FOUND = 4404
+# Close codes the browser sees (static/js/dashboard.js keeps its handling in step; the
+# table is in docs/live-feed.md). Applications may only send 1000 or 3000-4999: autobahn
+# (daphne) turns anything else into 1011, which the htmx extension retries. So the
+# WebSocket meanings of 1008/1009 get 4000-range twins, final for the page.
+CLOSE_POLICY = 4008  # a message the feed refuses: binary, not JSON, bad filter, too many
+CLOSE_TOO_BIG = 4009  # a message over MAX_MESSAGE_BYTES
+CLOSE_NOT_FOUND = 4404  # no such feed (an invalid symbol in the path)
+# Sent by the page itself when a socket stays silent too long (it then reconnects).
+CLOSE_STALLED = 4000
 
 
 # Symbols that are group names as they are; any other gets an alias (group_key).
@@ -50,6 +57,16 @@ def group_key(symbol: str) -> str:
 def symbol_group(symbol: str) -> str:
     """Return the channel-layer group of one symbol's rows (all venues)."""
     return f"liquidations.{group_key(symbol)}"
+
+
+def feed_symbol(group: str) -> str | None:
+    """Return the symbol of a feed group (None for the all-market one); see is_feed_group."""
+    return None if group == GROUP_ALL else group.removeprefix("liquidations.")
+
+
+def is_feed_group(group: str) -> bool:
+    """Whether a group carries row batches (the all-market or a symbol's feed)."""
+    return group.startswith("liquidations.")
 
 
 def stats_group(symbol: str | None) -> str:

@@ -20,6 +20,9 @@ raises drops that viewer from the hub, not the hub.
 Groups carry three message types: "liquidations.batch" (rows, filtered per viewer),
 "worker.status" (forwarded when its state or last event changed for that viewer) and
 "liquidations.stats" (forwarded as is). Messages are shared between viewers: read-only.
+
+A channel-layer outage (Redis away) is watched for by resync.FeedResync: viewers are told
+the live feed is interrupted, and caught up from the database when it is back.
 """
 
 from __future__ import annotations
@@ -32,9 +35,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..selectors.filters import FeedFilter
-from .contracts import BATCH_MESSAGE_TYPE, MAX_ROWS, STATS_MESSAGE_TYPE
+from .contracts import (
+    BATCH_MESSAGE_TYPE,
+    MAX_ROWS,
+    PROBE_MESSAGE_TYPE,
+    STATS_MESSAGE_TYPE,
+    feed_symbol,
+    is_feed_group,
+)
 from .contracts import WORKER_STATUS_MESSAGE_TYPE as STATUS_MESSAGE_TYPE
 from .frames import rows_oob
+from .resync import FeedKey, FeedResync
 from .wire import text_frame
 
 logger = logging.getLogger(__name__)
@@ -190,6 +201,8 @@ class FanoutHub:
         self._tasks: set[asyncio.Task] = set()
         self._fanout_task: asyncio.Task | None = None
         self._refresh_task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
+        self.resync = FeedResync(self)
         self._sends_since_yield = 0
         self._unhandled_types: set[str] = set()
         self.closed = False
@@ -219,8 +232,11 @@ class FanoutHub:
         if self._fanout_task is None:
             self._fanout_task = asyncio.create_task(self._fanout_loop(), name="fanout-hub")
             self._refresh_task = asyncio.create_task(self._refresh_loop(), name="fanout-refresh")
+            self._watch_task = asyncio.create_task(self.resync.watch(), name="fanout-watch")
         for group in joined:
             await group.ready.wait()
+        if (frame := self.resync.joined()) is not None:
+            await self._deliver(viewer, frame, text_frame(frame))
 
     async def leave(self, viewer: Viewer) -> None:
         """Unregister a viewer; leave the groups no other local viewer wants."""
@@ -255,7 +271,7 @@ class FanoutHub:
     async def _close(self) -> None:
         self.closed = True
         _hubs.pop((asyncio.get_running_loop(), id(self.channel_layer)), None)
-        for task in (self._fanout_task, self._refresh_task):
+        for task in (self._fanout_task, self._refresh_task, self._watch_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -280,6 +296,9 @@ class FanoutHub:
                         failing = False
                     while True:
                         message = await layer.receive(group.channel)
+                        if message.get("type") == PROBE_MESSAGE_TYPE:
+                            self.resync.answered(message)
+                            continue
                         self._pending.append((group, message))
                         self._wakeup.set()
                         delay = RETRY_INITIAL_SECONDS
@@ -325,6 +344,7 @@ class FanoutHub:
             self.counters.cycles += 1
             self.counters.messages += len(pending)
             try:
+                pending = await self.resync.arrange(pending)
                 await self._fanout(pending)
             except Exception:
                 # A bug in one cycle must not end the live feed of the whole process.
@@ -347,6 +367,7 @@ class FanoutHub:
         kind = message.get("type")
         if kind == BATCH_MESSAGE_TYPE:
             parts.rows.extend(message["rows"])
+            self.resync.saw(message["rows"])
         elif kind == STATUS_MESSAGE_TYPE:
             parts.status = message
         elif kind == STATS_MESSAGE_TYPE:
@@ -356,6 +377,35 @@ class FanoutHub:
             logger.warning(
                 "Fan-out dropped %r messages from group %s: no handler", kind, group.name
             )
+
+    # -- what FeedResync uses ------------------------------------------------------------
+
+    def viewer_feeds(self) -> dict[FeedKey, list[Viewer]]:
+        """Viewers by (feed symbol or None for all, filter): one catch-up query each."""
+        feeds: dict[FeedKey, list[Viewer]] = {}
+        for viewer, groups in self._viewers.items():
+            for group in groups:
+                if is_feed_group(group.name):
+                    key = (feed_symbol(group.name), viewer.feed_filter)
+                    feeds.setdefault(key, []).append(viewer)
+        return feeds
+
+    async def send_to(self, viewers: Iterable[Viewer], frame: str) -> None:
+        """Send one frame to these viewers (encoded once)."""
+        wire = text_frame(frame)
+        for viewer in viewers:
+            await self._deliver(viewer, frame, wire)
+
+    def probe_channel(self) -> str | None:
+        """A channel the hub reads (one of its groups'), for FeedResync's round trips."""
+        for group in self._groups.values():
+            if group.channel is not None:
+                return group.channel
+        return None
+
+    def wake(self) -> None:
+        """Run a fan-out cycle soon, even with nothing pending (a resync is due)."""
+        self._wakeup.set()
 
     async def _deliver(self, viewer: Viewer, frame: str, wire: bytes) -> None:
         if viewer not in self._viewers:

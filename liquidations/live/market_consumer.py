@@ -6,8 +6,9 @@ message, its settings, as a small JSON object (all three keys):
     {"timeframe": "1m".."1d", "rounding": "<a multiple of the tick size>", "depth": 10|20|50}
 
 and gets, on the same socket, the book at the new rounding and depth and the candles of the
-new timeframe. Anything else closes the socket: 1009 when too large, 1008 otherwise; an
-unknown symbol closes it with 4404. Frames come from the process's market hub.
+new timeframe. Anything else closes the socket: 4009 when too large, 4008 otherwise; an
+unknown symbol closes it with 4404 after the accept (contracts.py: codes daphne passes on
+and market.js takes as final). Frames come from the process's market hub.
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ class MarketConsumer(AsyncWebsocketConsumer):
             else None
         )
         if spec is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            # Accepted first: a close before the accept is an HTTP 403 to the browser,
+            # which sees 1006 and retries; this code tells the page to stop.
+            await self.accept()
+            await self._refuse(CLOSE_NOT_FOUND, "no such symbol")
             return
         self.symbol, self.spec = symbol, spec
         self.price_places, self.quantity_places = spec.price_precision, spec.quantity_precision

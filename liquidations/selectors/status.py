@@ -102,6 +102,7 @@ def worker_state() -> dict[str, Any] | None:
             "disconnected_since",
             "requested",
             "venues",
+            "last_errors",
         )
         .first()
     )

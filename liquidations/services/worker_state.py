@@ -27,6 +27,7 @@ class ReportedStatus(Protocol):
     malformed_dropped: int
 
     def venues_message(self) -> dict[str, dict]: ...
+    def errors_as_dicts(self) -> dict[str, dict[str, str]]: ...
 
 
 def worker_state_save(*, status: ReportedStatus) -> None:
@@ -39,6 +40,7 @@ def worker_state_save(*, status: ReportedStatus) -> None:
         "events_stored": status.events_stored,
         "malformed_dropped": status.malformed_dropped,
         "venues": status.venues_message(),
+        "last_errors": status.errors_as_dicts(),
         "heartbeat_at": now,
     }
     # /health needs how long the stream has been down: keep the first moment it was

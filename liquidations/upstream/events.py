@@ -8,6 +8,7 @@ and the canonical symbol (base + quote as the venue lists them).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,9 @@ VENUES = ("binance", "bybit", "okx")
 MAX_SYMBOL_LENGTH = 30
 MAX_INSTRUMENT_LENGTH = 40
 SIDES = frozenset({"BUY", "SELL"})
+# C0 controls (NUL included), DEL and C1 controls: never in an exchange's text field, and
+# PostgreSQL refuses NUL in text outright (one such event cost its whole batch).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Largest number the database columns hold (30 digits, 12 decimals).
 MAX_NUMBER = Decimal(10) ** 17
 ZERO = Decimal(0)
@@ -143,11 +147,14 @@ def symbol_field(obj: dict, key: str, *, max_length: int = MAX_SYMBOL_LENGTH) ->
 
 
 def text_field(obj: dict, key: str, *, max_length: int = 30) -> str:
+    """Return a short text field or raise MalformedFrame (missing, too long, control chars)."""
     value = obj.get(key)
     if not isinstance(value, str):
         raise MalformedFrame(f"field {key!r} missing or not a string")
     if len(value) > max_length:
         raise MalformedFrame(f"field {key!r} longer than {max_length} characters")
+    if CONTROL_CHARACTERS.search(value):
+        raise MalformedFrame(f"field {key!r} contains a control character")
     return value
 
 

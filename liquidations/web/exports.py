@@ -7,6 +7,7 @@ action (the selected rows).
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 from asgiref.sync import sync_to_async
@@ -39,7 +40,10 @@ CSV_HEADER = (
     "event_time_ms",
     "received_at",
 )
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# OWASP "CSV Injection": a cell starting with one of these is a formula to a spreadsheet.
+# Also a leading LF, and the full-width forms (＝ ＋ － ＠) that some spreadsheets read
+# as their ASCII twins; leading whitespace before any of them does not disarm it.
+FORMULA_STARTS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
 
 
 class _Echo:
@@ -49,12 +53,28 @@ class _Echo:
         return value
 
 
-_writer = csv.writer(_Echo())
+_echo = csv.writer(_Echo())
 
 
-def csv_text(value: str) -> str:
-    """Free-text upstream fields must not become spreadsheet formulas ("=HYPERLINK(...)")."""
-    return "'" + value if value[:1] in FORMULA_STARTS else value
+def csv_cell(value: object) -> object:
+    """Return a cell a spreadsheet cannot take for a formula ("=HYPERLINK(...)").
+
+    Text is prefixed with ' when, past any leading whitespace or invisible characters, it
+    starts like a formula, or when it starts with a tab, CR or LF. Numbers are left alone.
+    """
+    if not isinstance(value, str):
+        return value
+    for char in value:
+        if char in FORMULA_STARTS:
+            return "'" + value
+        if not (char.isspace() or unicodedata.category(char) in ("Cc", "Cf")):
+            break
+    return value
+
+
+def _line(cells: Iterable[object]) -> str:
+    """Return one CSV line; the one place rows are written, so every cell is guarded."""
+    return _echo.writerow([csv_cell(cell) for cell in cells])
 
 
 def csv_row(liq: Liquidation) -> tuple:
@@ -63,16 +83,16 @@ def csv_row(liq: Liquidation) -> tuple:
         liq.trade_time.isoformat(timespec="milliseconds"),
         datetime_to_ms(liq.trade_time),
         liq.venue,
-        csv_text(liq.instrument),
-        csv_text(liq.symbol),
-        csv_text(liq.side),
+        liq.instrument,
+        liq.symbol,
+        liq.side,
         "long" if liq.is_long_liquidated else "short",
-        csv_text(liq.order_type),
-        csv_text(liq.time_in_force),
+        liq.order_type,
+        liq.time_in_force,
         liq.original_quantity,
         liq.price,
         liq.average_price,
-        csv_text(liq.order_status),
+        liq.order_status,
         liq.last_filled_quantity,
         liq.filled_quantity,
         liq.notional_usd,
@@ -83,20 +103,20 @@ def csv_row(liq: Liquidation) -> tuple:
 
 def csv_lines(rows: Iterable[Liquidation]) -> Iterator[str]:
     """Yield the header, then one line per row."""
-    yield _writer.writerow(CSV_HEADER)
+    yield _line(CSV_HEADER)
     for liq in rows:
-        yield _writer.writerow(csv_row(liq))
+        yield _line(csv_row(liq))
 
 
 async def _filtered_lines(filters: HistoryFilters) -> AsyncIterator[str]:
     """Yield the CSV a chunk of rows at a time: each chunk is one keyset query."""
-    yield _writer.writerow(CSV_HEADER)
+    yield _line(CSV_HEADER)
     cursor: Cursor | None = None
     while True:
         rows, cursor = await sync_to_async(liquidation_page)(
             filters=filters, cursor=cursor, limit=CSV_CHUNK_ROWS
         )
-        yield "".join(_writer.writerow(csv_row(liq)) for liq in rows)
+        yield "".join(_line(csv_row(liq)) for liq in rows)
         if cursor is None:
             return
 

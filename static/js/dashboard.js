@@ -5,8 +5,11 @@
 
   // The htmx ws extension retries only these close codes by itself.
   var EXTENSION_RETRIES = [1006, 1011, 1012, 1013];
-  // The server refused what we sent or the feed does not exist: retrying cannot help.
-  var PERMANENT = [1008, 1009, 4404];
+  // The server refused what we sent or the feed does not exist: retrying cannot help
+  // (liquidations/live/contracts.py: CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_NOT_FOUND).
+  var PERMANENT = [4008, 4009, 4404];
+  // Our own close of a silent socket (CLOSE_STALLED): reconnect.
+  var STALLED = 4000;
   // The server sends something at least every 30 s; silence this long is a dead socket.
   var STALL_MS = 75000;
 
@@ -218,7 +221,7 @@
     setInterval(function () {
       if (socket && socket.readyState === WebSocket.OPEN && Date.now() - lastFrameAt > STALL_MS) {
         // A half-open connection: close it and let the close handler reconnect.
-        socket.close(4000, "stalled");
+        socket.close(STALLED, "stalled");
       }
     }, 5000);
   });

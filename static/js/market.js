@@ -7,7 +7,7 @@
   "use strict";
 
   var SECONDS = { "1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400 };
-  var PERMANENT = [1008, 1009, 4404];
+  var PERMANENT = [4008, 4009, 4404];
   var TAPE_ROWS = 50;
   var REFRESH_MIN_MS = 1000;
 
@@ -102,9 +102,18 @@
     var all = rows.querySelectorAll("tr");
     for (var i = TAPE_ROWS; i < all.length; i++) all[i].remove();
     liveCandle();
+    paintBook();
     // The kline stream may be live while the candles' history is not: say what is shown.
     if (panel.dataset.candles === "no") setPanelState("candles", "unavailable", "Unavailable");
   });
+
+  // Each level's depth bar: its width set through the CSSOM, since the
+  // Content-Security-Policy refuses style attributes in the markup.
+  function paintBook() {
+    bookPanel.querySelectorAll(".book-level[data-fill]").forEach(function (level) {
+      level.style.setProperty("--fill", level.dataset.fill + "%");
+    });
+  }
 
   bookPanel.querySelectorAll("select").forEach(function (select) {
     select.addEventListener("change", sendSettings);
@@ -116,7 +125,13 @@
     var LWC = window.LightweightCharts;
     chart = LWC.createChart(canvas, {
       autoSize: true,
-      layout: { background: { color: "transparent" }, textColor: css("--muted", "#9aa4b2") },
+      // The library's logo brings an inline <style>, which the Content-Security-Policy
+      // refuses: the template credits TradingView with a plain link instead (its licence).
+      layout: {
+        background: { color: "transparent" },
+        textColor: css("--muted", "#9aa4b2"),
+        attributionLogo: false,
+      },
       grid: { vertLines: { visible: false }, horzLines: { color: "rgba(128,128,128,0.15)" } },
       timeScale: { timeVisible: true, secondsVisible: false, rightOffset: 2 },
     });

@@ -15,9 +15,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from liquidations.live.contracts import WORKER_CHANNEL
+from liquidations.selectors.dead_letters import dead_letter_count
 from liquidations.selectors.status import worker_state
 from liquidations.services.worker_state import worker_request_save, worker_request_withdraw
 
@@ -52,7 +54,7 @@ class Command(BaseCommand):
             timeout = 1.0 if settings.EMBEDDED_WORKER else 5.0
         reply = async_to_sync(_request)(ACTIONS[action], timeout)
         if reply is not None:
-            self.stdout.write(format_status(reply))
+            self.stdout.write(format_status(reply, dead_letters=_dead_letters()))
             return
         if action != "status":
             raise CommandError(
@@ -68,7 +70,7 @@ class Command(BaseCommand):
         while time.monotonic() < deadline:
             state = worker_state()
             if state and not state["requested"] and _done(action, state, requested_at):
-                self.stdout.write(format_status(state))
+                self.stdout.write(format_status(state, dead_letters=_dead_letters()))
                 return
             time.sleep(DATABASE_POLL_SECONDS)
         taken = not worker_request_withdraw(requested_at=requested_at)
@@ -90,7 +92,15 @@ class Command(BaseCommand):
             f"No reply from the worker within {timeout:g} s; last heartbeat from the database:"
             + (EMBEDDED_HINT if settings.EMBEDDED_WORKER else "")
         )
-        self.stdout.write(format_status(state))
+        self.stdout.write(format_status(state, dead_letters=_dead_letters()))
+
+
+def _dead_letters() -> int | None:
+    """Events the database refused, kept in the DeadLetter table (None: unreadable now)."""
+    try:
+        return dead_letter_count()
+    except DatabaseError:
+        return None
 
 
 EMBEDDED_HINT = (
@@ -122,8 +132,9 @@ def _done(action: str, state: dict, requested_at: datetime) -> bool:
     )
 
 
-def format_status(status: dict) -> str:
-    """Return the worker status as aligned `key: value` lines, then one block per venue."""
+def format_status(status: dict, *, dead_letters: int | None = None) -> str:
+    """Return the worker status as aligned `key: value` lines, the last errors, then
+    one block per venue."""
     lines = [
         ("state", status.get("state", "unknown")),
         ("connected since", status.get("connected_since") or "-"),
@@ -138,11 +149,23 @@ def format_status(status: dict) -> str:
     ):
         if key in status:
             lines.append((label, status[key] if status[key] is not None else "-"))
-    blocks = [_aligned(lines)]
+    lines.append(("dead letters", "unknown" if dead_letters is None else dead_letters))
+    blocks = [_aligned(lines) + format_errors(status.get("last_errors") or {})]
     venues = status.get("venues") or {}
     for name, venue in venues.items() if isinstance(venues, dict) else ():
         blocks.append(f"[{name}]\n" + _aligned(_venue_lines(venue)))
     return "\n\n".join(blocks)
+
+
+def format_errors(errors: dict) -> str:
+    """Return the last error of each kind of fault, one per line (nothing when none)."""
+    if not errors:
+        return ""
+    lines = [
+        f"  {kind + ':':<20}{e.get('at', '?')}  {e.get('message', '')}"
+        for kind, e in errors.items()
+    ]
+    return "\nlast errors:\n" + "\n".join(lines)
 
 
 def _venue_lines(venue: dict) -> list[tuple[str, object]]:
@@ -155,6 +178,7 @@ def _venue_lines(venue: dict) -> list[tuple[str, object]]:
         ("events_stored", "events stored"),
         ("duplicates_skipped", "duplicates skipped"),
         ("malformed_dropped", "malformed dropped"),
+        ("dead_letters", "dead letters"),
         ("reconnects", "reconnects"),
     ):
         lines.append((label, venue.get(key, 0)))
