@@ -31,6 +31,7 @@ from orderfox.asgi import application
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")  # the origin check compares the two
 # Longer than the worker's housekeeping interval (1 s), so "within the grace period" can be
 # told from "at the next housekeeping".
 GRACE = 3.0
@@ -73,7 +74,7 @@ async def market_worker(upstream_settings, fake_exchange):
 
 async def viewer(query: str = "timeframe=1m") -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(
-        application, f"/ws/market/BTCUSDT/?{query}", headers=[ORIGIN]
+        application, f"/ws/market/BTCUSDT/?{query}", headers=[ORIGIN, HOST]
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -165,7 +166,7 @@ async def test_bad_settings_close_the_socket_with_a_reason(market_worker):
 
 
 async def test_an_unknown_symbol_is_refused(market_worker):
-    socket = WebsocketCommunicator(application, "/ws/market/NOSUCHUSDT/", headers=[ORIGIN])
+    socket = WebsocketCommunicator(application, "/ws/market/NOSUCHUSDT/", headers=[ORIGIN, HOST])
     # Accepted, then closed with a code the page takes as final (a refused handshake
     # reaches a browser as 1006, which it retries).
     connected, _ = await socket.connect()

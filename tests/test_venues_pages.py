@@ -24,6 +24,7 @@ from orderfox.asgi import application
 from tests.factories import batch_messages, force_order, store, store_events, venue_event
 
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")  # the origin check compares the two
 ROW_VENUES = re.compile(r'<tr id="liq-\d+"[^>]*data-venue="(\w+)"')
 
 
@@ -68,7 +69,7 @@ def test_the_feed_shows_each_venue_and_filters_by_one(client):
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_socket_takes_a_venue_filter_without_reconnecting():
-    communicator = WebsocketCommunicator(application, "/ws/liquidations/", headers=[ORIGIN])
+    communicator = WebsocketCommunicator(application, "/ws/liquidations/", headers=[ORIGIN, HOST])
     assert (await communicator.connect())[0]
     try:
         await communicator.send_to(

@@ -268,7 +268,9 @@ async def test_a_non_ascii_contract_works_end_to_end(worker, fake_exchange):
     assert f'<a href="/{path}/">{symbol}</a>' in history
 
     communicator = WebsocketCommunicator(
-        application, f"/ws/liquidations/{path}/", headers=[(b"origin", b"http://127.0.0.1:8000")]
+        application,
+        f"/ws/liquidations/{path}/",
+        headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")],
     )
     assert (await communicator.connect())[0]
     try:
