@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from .delivery import OutgoingRequest
-from .discord import discord_request
+from .discord import discord_request, discord_webhook_parts
 from .messages import AlertMessage
 from .telegram import telegram_request
 from .webhook import webhook_request
@@ -31,3 +32,16 @@ def destination_request(rule: RuleTarget, message: AlertMessage) -> OutgoingRequ
     if rule.destination == "discord":
         return discord_request(rule, message)
     raise ValueError(f"unknown alert destination {rule.destination!r}")
+
+
+def target_label(rule: RuleTarget) -> str:
+    """Where a rule sends, without its secrets (a webhook shows its origin only)."""
+    if rule.destination == "webhook":
+        parts = urlsplit(rule.webhook_url)
+        return f"webhook {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    if rule.destination == "telegram":
+        return f"telegram chat {rule.telegram_chat_id}"
+    try:
+        return f"discord webhook {discord_webhook_parts(rule.discord_webhook)[0]}"
+    except ValueError:
+        return "discord (invalid webhook)"

@@ -144,3 +144,10 @@ def alert_delivery_record(*, delivery_id: int, outcome: Outcome) -> str | None:
         values["state"] = DeliveryState.FAILED
     AlertDelivery.objects.filter(id=delivery_id).update(**values)
     return str(values["state"])
+
+
+def alert_deliveries_retry(*, ids: Sequence[int]) -> int:
+    """Send these failed or retrying messages again at the next round (attempts restart)."""
+    return AlertDelivery.objects.filter(
+        id__in=ids, state__in=(DeliveryState.FAILED, DeliveryState.RETRYING)
+    ).update(state=DeliveryState.RETRYING, attempts=0, next_attempt_at=timezone.now())
