@@ -394,6 +394,8 @@ class Receiver:
         )
         async with self._arrived:
             self._arrived.notify_all()
+        # No keep-alive: down() must leave no open connection that still answers.
+        headers = {**headers, "Connection": "close"}
         return web.json_response({"ok": 200 <= status < 300}, status=status, headers=headers)
 
     async def start(self) -> None:

@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 
 from liquidations.alert_models import AlertDelivery, AlertHit, AlertRule
 from liquidations.ingest.pipeline import Ingest
@@ -135,6 +136,8 @@ async def exactly_once_across_restart_and_replay(fake_exchange, receiver) -> Non
     ids = delivered_ids(receiver)
     assert len(ids) == len(set(ids)) == 3
     assert await sync_to_async(AlertHit.objects.count)() == 3
+    # Give the sync thread's connection back (PostgreSQL's pool), so the test database can go.
+    await sync_to_async(connections.close_all)()
 
 
 async def test_exactly_once_across_a_worker_restart_and_a_replay(

@@ -16,7 +16,7 @@ from typing import Any
 
 SIDE_WORDS = {"SELL": "long liquidated", "BUY": "short liquidated"}
 MAX_LINES = 10
-_DISCORD_SPECIAL = re.compile(r"([\\*_~`|>#\-\[\]()<@:.!])")
+_DISCORD_SPECIAL = re.compile(r"([\\*_~`|>#\-\[\]()<@:])")
 
 
 @dataclass(frozen=True, slots=True)
