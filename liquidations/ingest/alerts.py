@@ -45,11 +45,14 @@ SEND_CONCURRENCY = 10
 FAILURE_LOG_SECONDS = 60.0
 
 
-def alerts_match_round(after_id: int) -> int:
-    """Match the rows stored after after_id against every enabled rule; return the new mark."""
+def alerts_match_round(after_id: int) -> int | None:
+    """Match the rows stored after after_id against every enabled rule; return the new mark.
+
+    None: no rule is enabled (nothing to match, compose or send this round).
+    """
     rules = alert_rules_active()
     if not rules:
-        return after_id  # nothing to match; a new rule starts after the newest row anyway
+        return None  # a new rule starts after the newest row anyway
     # Rows up to the earliest rule start cannot trigger any rule: skip them unread.
     start = max(after_id, min(spec.start_after_id for spec, _ in rules))
     rows = liquidations_after(after_id=start, limit=MATCH_BATCH)
@@ -115,7 +118,10 @@ class AlertsTask:
     async def round(self, session: aiohttp.ClientSession) -> None:
         if self._watermark is None:
             self._watermark = await self._db.call(alerts_watermark_start)
-        self._watermark = await self._db.call(alerts_match_round, self._watermark)
+        matched = await self._db.call(alerts_match_round, self._watermark)
+        if matched is None and not self._unrecorded:
+            return  # no enabled rule: one query a round, nothing to send
+        self._watermark = self._watermark if matched is None else matched
         await self._db.call(
             alert_deliveries_compose,
             now=timezone.now(),
