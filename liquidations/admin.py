@@ -287,3 +287,7 @@ class WorkerStateAdmin(ReadOnlyAdmin):
         "malformed_dropped",
         "heartbeat_at",
     )
+
+
+# Alerts (#15): their own module, registered on import.
+from . import alert_admin  # noqa: E402, F401
