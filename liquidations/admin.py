@@ -306,3 +306,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     @admin.display(description="raw frame")
     def frame_display(self, obj: DeadLetter) -> str:
         return obj.frame[:300]
+
+
+# Alerts (#15): their own module, registered on import.
+from . import alert_admin  # noqa: E402, F401

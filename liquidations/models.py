@@ -245,3 +245,7 @@ class RollupState(models.Model):
 
     def __str__(self) -> str:
         return f"rollup up to id {self.last_id}"
+
+
+# Alerts (#15) live in their own module; imported here so Django registers them.
+from .alert_models import AlertDelivery, AlertHit, AlertRule, AlertState  # noqa: E402, F401

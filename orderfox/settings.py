@@ -347,3 +347,18 @@ MARKET_WATCH_LEASE_SECONDS = 35.0
 MARKET_KLINES_CACHE_SECONDS = 10.0
 # Levels of the REST snapshot a local order book starts from (weight 20).
 MARKET_DEPTH_SNAPSHOT_LIMIT = 1000
+
+# Alerts (docs/alerts.md). Destination base URLs are settings so tests can point them at
+# a loopback receiver; a webhook on a non-public address is refused unless allowed.
+ALERT_ALLOW_PRIVATE_TARGETS = env_bool("ALERT_ALLOW_PRIVATE_TARGETS")
+ALERT_TELEGRAM_API_URL = env_str("ALERT_TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/")
+ALERT_DISCORD_API_URL = env_str("ALERT_DISCORD_API_URL", "https://discord.com/api").rstrip("/")
+# At most one message per rule per this many seconds: a burst is summed in one message.
+ALERT_COALESCE_SECONDS = float(env_str("ALERT_COALESCE_SECONDS", "2"))
+# Attempts per message before it is marked failed (backoff doubles from 2 s up to 5 min,
+# or what the destination's Retry-After says).
+ALERT_MAX_ATTEMPTS = int(env_str("ALERT_MAX_ATTEMPTS", "10"))
+ALERT_POLL_SECONDS = 0.5
+ALERT_RETRY_INITIAL_SECONDS = 2.0
+ALERT_RETRY_MAX_SECONDS = 300.0
+ALERT_TIMEOUT_SECONDS = 10.0

@@ -442,3 +442,120 @@ async def run_command(*args, **kwargs) -> None:
             connections.close_all()
 
     await sync_to_async(call, thread_sensitive=False)()
+
+
+# -- alerts: a loopback HTTP receiver that records and times every request -----------------
+
+
+class Received:
+    """One request the receiver got."""
+
+    def __init__(self, *, path: str, headers: dict[str, str], body: bytes, status: int) -> None:
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.status = status  # what the receiver answered
+        self.at = time.monotonic()
+        self.wall = time.time()
+
+    def json(self):
+        import orjson
+
+        return orjson.loads(self.body)
+
+
+class Receiver:
+    """An aiohttp server on loopback: answers `status` (or the next of `script`), records all.
+
+    down()/up() stop and restart listening on the same port (connection refused between).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.status = 200
+        self.script: list[tuple[int, dict[str, str]]] = []  # answered first, in order
+        self.port = _free_port()
+        self._runner = None
+        self._site = None
+        self._arrived = asyncio.Condition()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        body = await request.read()
+        status, headers = self.script.pop(0) if self.script else (self.status, {})
+        self.requests.append(
+            Received(path=request.path, headers=dict(request.headers), body=body, status=status)
+        )
+        async with self._arrived:
+            self._arrived.notify_all()
+        # No keep-alive: down() must leave no open connection that still answers.
+        headers = {**headers, "Connection": "close"}
+        return web.json_response({"ok": 200 <= status < 300}, status=status, headers=headers)
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await self.up()
+
+    async def up(self) -> None:
+        from aiohttp import web
+
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await self._site.start()
+
+    async def down(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def accepted(self) -> list[Received]:
+        """The requests answered with a 2xx."""
+        return [r for r in self.requests if 200 <= r.status < 300]
+
+    async def wait_until(self, predicate, timeout: float = 15.0, what: str = "requests") -> None:
+        """Wait until predicate(self) holds, checked at every arrival."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._arrived:
+                    await self._arrived.wait_for(lambda: predicate(self))
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out waiting for {what}; got {len(self.requests)}"
+            ) from None
+
+
+@pytest.fixture
+async def receiver():
+    running = Receiver()
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+def alert_settings(settings, receiver):
+    """Alerts fast enough for tests, every destination pointed at the loopback receiver."""
+    settings.ALERT_ALLOW_PRIVATE_TARGETS = True
+    settings.ALERT_TELEGRAM_API_URL = receiver.url("/telegram")
+    settings.ALERT_DISCORD_API_URL = receiver.url("/discord")
+    settings.ALERT_POLL_SECONDS = 0.05
+    settings.ALERT_COALESCE_SECONDS = 0.5
+    settings.ALERT_RETRY_INITIAL_SECONDS = 0.1
+    settings.ALERT_RETRY_MAX_SECONDS = 0.4
+    settings.ALERT_MAX_ATTEMPTS = 50
+    settings.ALERT_TIMEOUT_SECONDS = 5.0
+    return settings

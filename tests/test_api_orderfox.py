@@ -177,6 +177,7 @@ async def test_range_array_items_pin_every_field(async_client):
         "event_time": T0 + 900,
         "timestamp": T0 + 5,
         "cumulated_usd_size": 3765.5625,
+        "venue": "binance",
     }
 
 
@@ -317,7 +318,7 @@ def check_orders_equal_frames(orders: list, frames: list[dict]) -> None:
             assert Decimal(item[key]) == Decimal(order[field]), key
         usd = Decimal(order["z"]) * Decimal(order["ap"])
         assert Decimal(item["cumulated_usd_size"]) == usd
-        assert set(item) == {*(key for key, _, _ in ITEM_FIELDS), "cumulated_usd_size"}
+        assert set(item) == {*(key for key, _, _ in ITEM_FIELDS), "cumulated_usd_size", "venue"}
 
 
 @pytest.mark.django_db(transaction=True)

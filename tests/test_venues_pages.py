@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -141,8 +143,15 @@ def test_api_items_carry_the_venue_and_filter_by_it(client):
         None,
     )
     start = int((timezone.now() - timedelta(minutes=5)).timestamp() * 1000)
-    page = client.get(f"/api/v1/liquidations?venue=bybit&start_timestamp={start}").json()
+    page = client.get(f"/api/v1/liquidations/paged?venue=bybit&start_timestamp={start}").json()
     assert [item["venue"] for item in page["data"]] == ["bybit"]
+    response = client.get(f"/api/v1/liquidations?venue=bybit&start_timestamp={start}")
+
+    async def body() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    array = json.loads(async_to_sync(body)())
+    assert [item["venue"] for item in array] == ["bybit"]
     refused = client.get("/api/v1/liquidations?venue=ftx")
     assert refused.status_code == 400
     assert refused.json() == {"detail": "venue must be one of: all, binance, bybit, okx"}

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
+from .alerts import AlertsTask
 from .backfill import backfill_run
 from .stats_publisher import StatsPublisher
 
@@ -18,9 +19,10 @@ logger = logging.getLogger(__name__)
 
 
 def side_tasks_start(*, channel_layer: Any, since: datetime | None) -> list[asyncio.Task[Any]]:
-    """Start the stats publisher and, with LIQUIDATION_API_BASE_URL set, one backfill."""
+    """Start the stats publisher, the alerts and, with LIQUIDATION_API_BASE_URL, a backfill."""
     tasks: list[asyncio.Task[Any]] = [
-        asyncio.create_task(StatsPublisher(channel_layer=channel_layer).run(), name="live-stats")
+        asyncio.create_task(StatsPublisher(channel_layer=channel_layer).run(), name="live-stats"),
+        asyncio.create_task(AlertsTask().run(), name="alerts"),
     ]
     if settings.LIQUIDATION_API_BASE_URL:
         tasks.append(

@@ -25,7 +25,7 @@ import http
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -41,11 +41,11 @@ from .binance import (
     ROUTED_PREFIX,
     answer,
     client_for,
-    payload_of,
-    symbol_of,
 )
 from .binance_market import FakeMarket
 from .feed import FeedMixin
+from .observe import ObserveMixin
+from .sending import SendingMixin
 from .symbols import SYMBOLS, FakeSymbol
 from .synthetic import SyntheticMarket
 
@@ -69,7 +69,7 @@ def venue_of_path(path: str) -> str:
     return "binance"
 
 
-class FakeExchange(FeedMixin):
+class FakeExchange(ObserveMixin, SendingMixin, FeedMixin):
     """Binance-, Bybit- and OKX-compatible futures exchanges on loopback (streams + REST)."""
 
     def __init__(
@@ -168,158 +168,6 @@ class FakeExchange(FeedMixin):
     @property
     def _url_host(self) -> str:
         return f"[{self.host}]" if ":" in self.host else self.host
-
-    def clients(self, venue: str | None = None) -> list[Any]:
-        return [c for c in self._clients if venue is None or c.venue == venue]
-
-    @property
-    def connections(self) -> int:
-        """Currently connected WebSocket clients (on any path)."""
-        return len(self._clients)
-
-    @property
-    def subscriptions(self) -> list[list[str]]:
-        """Each connected Binance client's streams (routed clients only)."""
-        return [list(c.streams) for c in self.clients("binance") if c.routed]
-
-    @property
-    def bybit_topics(self) -> list[list[str]]:
-        """Each connected Bybit client's subscribed topics."""
-        return [list(c.topics) for c in self.clients("bybit")]
-
-    @property
-    def pong_latencies(self) -> list[float]:
-        """Each client's last ping round trip (0 until it answered a server ping)."""
-        return [c.ws.latency for c in self._clients]
-
-    @property
-    def write_buffer_sizes(self) -> list[int]:
-        """Bytes each client's socket has not taken yet (sending waits past 32 KiB)."""
-        return [c.ws.transport.get_write_buffer_size() for c in self._clients]
-
-    def stall_connections(self) -> None:
-        """Stop reading every client's socket, like a hung server: pings go unanswered."""
-        for client in self._clients:
-            client.ws.transport.pause_reading()
-
-    async def wait_for_clients(
-        self, n: int = 1, timeout: float = 10.0, *, venue: str | None = None
-    ) -> None:
-        """Wait until at least n clients (of the venue) are connected."""
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.clients(venue)) >= n)
-
-    async def wait_for_connections(
-        self, n: int, timeout: float = 10.0, *, venue: str | None = None
-    ) -> None:
-        """Wait until n connections have been accepted since start (counting reconnects)."""
-
-        def accepted() -> int:
-            return self.accepted_connections if venue is None else self.accepted_by_venue[venue]
-
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(lambda: accepted() >= n)
-
-    async def wait_for_subscribed(self, venue: str, timeout: float = 10.0) -> None:
-        """Wait until a Bybit client has every trading topic, or an OKX client its channel."""
-
-        def ready(client: Any) -> bool:
-            if venue == "okx":
-                return client.subscribed
-            return len(client.topics) >= sum(s.status == "TRADING" for s in self.symbols)
-
-        async with asyncio.timeout(timeout):
-            while not any(ready(c) for c in self.clients(venue)):
-                await asyncio.sleep(0.01)
-
-    # -- sending ---------------------------------------------------------------------
-
-    async def broadcast(self, frame: str | bytes | dict) -> int:
-        """Send one Binance frame to every client subscribed to it; return how many got it.
-
-        A dict is a forceOrder payload: raw-stream clients get it as is, combined-stream
-        clients get it wrapped in {"stream", "data"}. A str/bytes frame that decodes to
-        a payload (or a combined frame) is routed the same way; anything else (e.g. a
-        malformed frame) goes as is to every subscribed routed client.
-
-        Like a TCP peer, this waits while a client's socket does not take more (its
-        reader is slow or holding back): the server keeps no growing buffer per client.
-        """
-        binance = self.clients("binance")
-        payload = frame if isinstance(frame, dict) else payload_of(frame)
-        if payload is None:
-            # Sent as is in a text frame: bytes may even be invalid UTF-8, like a broken feed.
-            text = frame if isinstance(frame, str) else bytes(frame)
-            targets = [(c, text) for c in binance if c.routed and c.streams]
-        else:
-            symbol = symbol_of(payload)
-            raw = orjson.dumps(payload).decode()
-            targets = []
-            for client in binance:
-                stream = client.stream_for(symbol)
-                if stream is None and symbol is None and client.routed and client.streams:
-                    stream = client.streams[0]
-                if stream is None:
-                    continue
-                if client.combined:
-                    targets.append((client, f'{{"stream":"{stream}","data":{raw}}}'))
-                else:
-                    targets.append((client, raw))
-        return await self._send_each(targets)
-
-    async def send(self, venue: str, frame: str | bytes | dict) -> int:
-        """Send one frame of a venue to its clients that asked for it; return how many got it.
-
-        Binance: as broadcast(). Bybit: a message goes to the clients subscribed to its
-        topic; OKX: to the clients subscribed to liquidation-orders. A frame that is not
-        a routable message (malformed) goes to every subscribed client of the venue.
-        """
-        if venue == "binance":
-            return await self.broadcast(frame)
-        message = frame if isinstance(frame, dict) else _json_dict(frame)
-        if isinstance(frame, dict):
-            text: str | bytes = orjson.dumps(frame).decode()
-        else:
-            text = frame if isinstance(frame, str) else bytes(frame)
-        if venue == "bybit":
-            topic = bybit.topic_of(message) if message is not None else None
-            targets = [
-                (c, text)
-                for c in self.clients("bybit")
-                if (topic in c.topics if topic else c.topics)
-            ]
-        else:
-            targets = [(c, text) for c in self.clients("okx") if c.subscribed]
-        return await self._send_each(targets)
-
-    async def _send_each(self, targets: Sequence[tuple[Any, str | bytes]]) -> int:
-        reached = 0
-        for client, text in targets:
-            try:
-                await client.ws.send(text, text=True)
-            except ConnectionClosed:
-                continue
-            reached += 1
-        return reached
-
-    async def drop_connections(self, venue: str | None = None) -> None:
-        """Abort every client's TCP connection: no close frame, like a network failure."""
-        clients = self.clients(venue)
-        for client in clients:
-            client.ws.transport.abort()
-        async with asyncio.timeout(5):
-            async with self._changed:
-                await self._changed.wait_for(lambda: not (self._clients & set(clients)))
-
-    async def take_down(self, venue: str) -> None:
-        """Refuse the venue's new connections and REST listing; drop its open ones."""
-        self.down.add(venue)
-        await self.drop_connections(venue)
-
-    def bring_up(self, venue: str) -> None:
-        self.down.discard(venue)
 
     # -- connections -----------------------------------------------------------------
 
@@ -425,11 +273,3 @@ class FakeExchange(FeedMixin):
                 await ws.close(4004, "No data received in 30s")
                 return
             await ws.send(okx.answer(client, message))
-
-
-def _json_dict(frame: str | bytes) -> dict | None:
-    try:
-        decoded = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        return None
-    return decoded if isinstance(decoded, dict) else None
