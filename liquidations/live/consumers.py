@@ -46,7 +46,8 @@ from .contracts import (
     stats_group,
     symbol_group,
 )
-from .fanout import FanoutHub, StatusKey, fanout_hub
+from .fanout import FanoutHub, fanout_hub
+from .fanout_cycle import StatusKey
 from .frames import rows_oob
 from .wire import DirectSocket, direct_socket, text_frame
 

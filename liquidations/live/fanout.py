@@ -30,21 +30,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from ..selectors.filters import FeedFilter
 from .contracts import (
     BATCH_MESSAGE_TYPE,
-    MAX_ROWS,
     PROBE_MESSAGE_TYPE,
     STATS_MESSAGE_TYPE,
     feed_symbol,
     is_feed_group,
 )
 from .contracts import WORKER_STATUS_MESSAGE_TYPE as STATUS_MESSAGE_TYPE
-from .frames import rows_oob
+from .fanout_cycle import Cycle, Group, Merged, Viewer
 from .resync import FeedKey, FeedResync
 from .wire import text_frame
 
@@ -58,122 +55,6 @@ YIELD_EVERY = 50
 GROUP_REFRESH_SECONDS = 600.0
 RETRY_INITIAL_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
-
-StatusKey = tuple[str, str, int | None]
-
-
-class Viewer(Protocol):
-    """What the hub needs from a viewer socket (LiquidationFeedConsumer)."""
-
-    feed_filter: FeedFilter
-    # The (state, venue states, last_event_ms) of the worker status last sent to this viewer.
-    status_forwarded: StatusKey | None
-
-    async def send_frame(self, frame: str, wire: bytes | None = None) -> None: ...
-
-
-def rows_frame(rows: Sequence[dict], feed_filter: FeedFilter) -> str | None:
-    """Return the frame of the newest MAX_ROWS rows passing the filter, newest first.
-
-    Rows come oldest first (a batch, or several merged in arrival order) and are
-    prepended as one block, so the newest must lead it. The html is the worker's
-    autoescaped rendering of _row.html; only the fixed wrapper is added here.
-    """
-    everything = feed_filter.is_default
-    picked = []
-    for row in reversed(rows):
-        if everything or feed_filter.matches(
-            usd=row["usd"], side=row["side"], venue=row.get("venue", "")
-        ):
-            picked.append(row["html"])
-            if len(picked) == MAX_ROWS:
-                break
-    if not picked:
-        return None
-    return rows_oob("".join(picked))
-
-
-def status_key(message: dict) -> StatusKey:
-    return (message.get("state", ""), message.get("venues", ""), message.get("last_event_ms"))
-
-
-@dataclass(eq=False)
-class _Group:
-    """One channel-layer group the hub is in, and the local viewers who want it."""
-
-    name: str
-    viewers: dict[Viewer, None] = field(default_factory=dict)
-    channel: str | None = None
-    # Set once the first attempt to join the group is over (joined or failed).
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
-
-
-@dataclass
-class _Merged:
-    """What one cycle has for one group: rows in arrival order, the latest of the rest."""
-
-    rows: list[dict] = field(default_factory=list)
-    status: dict | None = None
-    stats_html: str | None = None
-
-
-class _Cycle:
-    """The frames of one fan-out round, each built once and shared by its viewers.
-
-    A viewer gets one frame per round: its rows, then the worker status if it changed for
-    that viewer, then its stats strip, all hx-swap-oob fragments (like the catch-up
-    frame). Under load every round carries rows, so the status and the strip, each once
-    a second, ride along instead of costing every viewer two more frames.
-    """
-
-    def __init__(self, merged: dict[_Group, _Merged]) -> None:
-        self.merged = merged
-        self.built = 0
-        self._rows: dict[tuple, str | None] = {}
-        self._joined: dict[tuple[int, ...], str] = {}
-        self._wire: dict[int, bytes] = {}
-
-    def wire(self, frame: str) -> bytes:
-        """Return the frame as WebSocket bytes, encoded once per round for all viewers."""
-        # Every frame of the round stays referenced by this cycle, so its id is stable.
-        wire = self._wire.get(id(frame))
-        if wire is None:
-            wire = self._wire[id(frame)] = text_frame(frame)
-        return wire
-
-    def frame_for(self, viewer: Viewer, groups: Sequence[_Group]) -> str | None:
-        rows = status = stats = None
-        for group in groups:
-            parts = self.merged.get(group)
-            if parts is None:
-                continue
-            if parts.rows:
-                rows = self._rows_frame(group, parts.rows, viewer.feed_filter)
-            if parts.status is not None:
-                forwarded = status_key(parts.status)
-                if viewer.status_forwarded != forwarded:
-                    # Every second from the worker; unchanged, the page ticks the age.
-                    viewer.status_forwarded = forwarded
-                    status = parts.status["html"]
-            if parts.stats_html is not None:
-                stats = parts.stats_html
-        pieces = [piece for piece in (rows, status, stats) if piece is not None]
-        if len(pieces) < 2:
-            return pieces[0] if pieces else None
-        key = tuple(map(id, pieces))
-        frame = self._joined.get(key)
-        if frame is None:
-            frame = self._joined[key] = "".join(pieces)
-            self.built += 1
-        return frame
-
-    def _rows_frame(self, group: _Group, rows: list[dict], feed_filter: FeedFilter) -> str | None:
-        key = (group.name, feed_filter.min_usd, feed_filter.side, feed_filter.venue)
-        if key not in self._rows:
-            frame = self._rows[key] = rows_frame(rows, feed_filter)
-            self.built += frame is not None
-        return self._rows[key]
 
 
 @dataclass
@@ -194,9 +75,9 @@ class FanoutHub:
     def __init__(self, *, channel_layer) -> None:
         self.channel_layer = channel_layer
         self.counters = HubCounters()
-        self._groups: dict[str, _Group] = {}
-        self._viewers: dict[Viewer, tuple[_Group, ...]] = {}
-        self._pending: list[tuple[_Group, dict]] = []
+        self._groups: dict[str, Group] = {}
+        self._viewers: dict[Viewer, tuple[Group, ...]] = {}
+        self._pending: list[tuple[Group, dict]] = []
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._fanout_task: asyncio.Task | None = None
@@ -242,14 +123,14 @@ class FanoutHub:
         """Unregister a viewer; leave the groups no other local viewer wants."""
         await self._close_groups(self._forget(viewer))
 
-    def _group(self, name: str) -> _Group:
+    def _group(self, name: str) -> Group:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups[name] = _Group(name=name)
+            group = self._groups[name] = Group(name=name)
             group.task = asyncio.create_task(self._receive_loop(group), name=f"fanout:{name}")
         return group
 
-    def _forget(self, viewer: Viewer) -> list[_Group]:
+    def _forget(self, viewer: Viewer) -> list[Group]:
         """Unregister a viewer now; return its groups left without viewers."""
         emptied = []
         for group in self._viewers.pop(viewer, ()):
@@ -259,7 +140,7 @@ class FanoutHub:
                 emptied.append(group)
         return emptied
 
-    async def _close_groups(self, groups: list[_Group]) -> None:
+    async def _close_groups(self, groups: list[Group]) -> None:
         for group in groups:
             assert group.task is not None
             group.task.cancel()
@@ -279,7 +160,7 @@ class FanoutHub:
 
     # -- receiving ---------------------------------------------------------------------
 
-    async def _receive_loop(self, group: _Group) -> None:
+    async def _receive_loop(self, group: Group) -> None:
         """Join the group on a channel of the hub's own and queue what arrives there."""
         layer = self.channel_layer
         delay = RETRY_INITIAL_SECONDS
@@ -350,20 +231,20 @@ class FanoutHub:
                 # A bug in one cycle must not end the live feed of the whole process.
                 logger.exception("A fan-out cycle of %d messages failed", len(pending))
 
-    async def _fanout(self, pending: list[tuple[_Group, dict]]) -> None:
-        merged: dict[_Group, _Merged] = {}
+    async def _fanout(self, pending: list[tuple[Group, dict]]) -> None:
+        merged: dict[Group, Merged] = {}
         for group, message in pending:
-            self._merge(merged.setdefault(group, _Merged()), group, message)
+            self._merge(merged.setdefault(group, Merged()), group, message)
         # A snapshot: viewers may leave (or join) while the cycle yields.
         viewers = dict.fromkeys(viewer for group in merged for viewer in group.viewers)
-        cycle = _Cycle(merged)
+        cycle = Cycle(merged)
         for viewer in viewers:
             frame = cycle.frame_for(viewer, self._viewers.get(viewer, ()))
             if frame is not None:
                 await self._deliver(viewer, frame, cycle.wire(frame))
         self.counters.frames_built += cycle.built
 
-    def _merge(self, parts: _Merged, group: _Group, message: dict) -> None:
+    def _merge(self, parts: Merged, group: Group, message: dict) -> None:
         kind = message.get("type")
         if kind == BATCH_MESSAGE_TYPE:
             parts.rows.extend(message["rows"])
