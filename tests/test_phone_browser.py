@@ -176,7 +176,8 @@ async def test_page_fits_a_phone(browser, live_app, page_name):  # noqa: F811
         elif page_name == "symbol":
             await page.goto(f"{live_app.url}BTCUSDT/")
             await page.wait_for_function(
-                "() => document.querySelector('.volume-chart-canvas').dataset.state === 'ready'",
+                "() => document.querySelector('#candle-chart .candle-chart-canvas')"
+                ".dataset.state === 'ready'",
                 timeout=WAIT_MS,
             )
             await _live_rows(page)
