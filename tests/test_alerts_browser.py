@@ -82,7 +82,7 @@ async def test_a_2m_row_makes_one_tier_2_sound_and_one_notification(browser, liv
 
     await exchange.broadcast(usd_order(2_000_000, symbol="ETHUSDT"))
     await wait_for_new_rows(page, first)
-    await page.wait_for_function("window.__alerts.notes.length >= 1", timeout=WAIT_MS)
+    await page.wait_for_function("() => window.__alerts.notes.length >= 1", timeout=WAIT_MS)
     await asyncio.sleep(1.0)
     alerts = await recorded(page)
     assert alerts["tones"] == [660]  # tier 2: from $1M
@@ -101,7 +101,7 @@ async def test_a_2m_row_makes_one_tier_2_sound_and_one_notification(browser, liv
     await exchange.broadcast(usd_order(12_000_000, symbol="SOLUSDT", side="BUY"))
     await exchange.broadcast(usd_order(200_000))
     await wait_for_new_rows(page, first, count=5)
-    await page.wait_for_function("window.__alerts.notes.length >= 2", timeout=WAIT_MS)
+    await page.wait_for_function("() => window.__alerts.notes.length >= 2", timeout=WAIT_MS)
     await asyncio.sleep(1.0)
     alerts = await recorded(page)
     assert alerts["tones"] == [660, 880]
@@ -134,7 +134,7 @@ async def test_settings_are_saved_and_page_filters_apply(browser, live_app):
     await asyncio.sleep(1.5)
     assert (await recorded(page))["tones"] == []
     await exchange.broadcast(usd_order(600_000, side="BUY"))
-    await page.wait_for_function("window.__alerts.tones.length >= 1", timeout=WAIT_MS)
+    await page.wait_for_function("() => window.__alerts.tones.length >= 1", timeout=WAIT_MS)
     assert (await recorded(page))["tones"] == [440]
     assert (await recorded(page))["notes"] == []  # notifications were never turned on
 

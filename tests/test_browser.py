@@ -183,10 +183,13 @@ async def test_venue_column_and_venue_filter_on_a_live_page(browser, three_venue
         await page.wait_for_function(
             f"s => ({venues_shown})(s) === 3", arg=f"{ROWS} td.col-venue", timeout=WAIT_MS
         )
-        states = await page.eval_on_selector_all(
-            ".venue-state", "els => els.map(e => e.dataset.venue + ':' + e.dataset.state)"
+        # The header's venue states arrive with the worker's next heartbeat (every second).
+        states_js = "() => [...document.querySelectorAll('.venue-state')]"
+        states_js += ".map(e => e.dataset.venue + ':' + e.dataset.state).join(' ')"
+        await page.wait_for_function(
+            f"() => ({states_js})() === 'binance:streaming bybit:streaming okx:streaming'",
+            timeout=WAIT_MS,
         )
-        assert states == ["binance:streaming", "bybit:streaming", "okx:streaming"]
         await page.screenshot(path=OUTPUT / "dashboard-venues.png")
 
         # The venue filter: over HTTP for the table, on the same socket for what follows.
