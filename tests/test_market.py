@@ -27,6 +27,7 @@ from liquidations.live.contracts import (
 )
 from liquidations.models import Symbol
 from orderfox.asgi import application
+from tests.conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,15 +41,6 @@ LEVEL = re.compile(
     r'<div class="book-level (bid|ask)"[^>]*><span class="num">([^<]*)</span>'
     r'<span class="num">([^<]*)</span>'
 )
-
-
-async def eventually(predicate, *, timeout: float = 15.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not await predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @pytest.fixture

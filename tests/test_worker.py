@@ -34,20 +34,10 @@ from liquidations.upstream.binance import parse_frame
 from liquidations.upstream.client import Backoff, UpstreamClient
 from liquidations.upstream.events import MalformedFrame
 from liquidations.upstream.exchange_info import ExchangeInfoError
-from tests.conftest import REPO, exchange_env, run_command
+from tests.conftest import REPO, eventually, exchange_env, run_command
 from tests.factories import force_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def eventually(predicate, *, timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll an async predicate until it holds (the timeout only bounds a failing test)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not await predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def stored_count() -> int:

@@ -25,12 +25,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from asgiref.typing import WebSocketSendEvent
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.template.loader import render_to_string
 
 from ..selectors.filters import FeedFilter, InvalidFilter, parse_min_usd, parse_side, parse_venue
@@ -49,6 +44,7 @@ from .contracts import (
 from .fanout import FanoutHub, fanout_hub
 from .fanout_cycle import StatusKey
 from .frames import rows_oob
+from .hub_consumer import HubSocketConsumer
 from .wire import DirectSocket, direct_socket, text_frame
 
 logger = logging.getLogger(__name__)
@@ -101,7 +97,7 @@ def _worker_status_html() -> str:
     )
 
 
-class LiquidationFeedConsumer(AsyncWebsocketConsumer):
+class LiquidationFeedConsumer(HubSocketConsumer):
     """One viewer socket: its filter, its catch-up, and the frames the hub hands it."""
 
     symbol: str | None = None
@@ -109,28 +105,6 @@ class LiquidationFeedConsumer(AsyncWebsocketConsumer):
     hub: FanoutHub | None = None
     # The socket under daphne, for the hub's frames (wire.py); None: the ASGI send.
     direct: DirectSocket | None = None
-
-    async def __call__(self, scope, receive, send) -> None:
-        """Serve the socket; unlike the base class, open no channel-layer channel.
-
-        Everything from the channel layer comes through the hub, so a channel per viewer
-        would only cost a subscription (pub/sub) and a waiting task each.
-        """
-        self.scope = scope
-        # The hub is the only channel-layer user; the attribute is the base class's.
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
-        self.base_send = send
-        try:
-            await await_many_dispatch([receive], self.dispatch)
-        except StopConsumer:
-            pass
-
-    async def dispatch(self, message: dict) -> None:
-        # Channels runs close_old_connections() in the one shared sync thread before
-        # every handler. Ours reach the database only through database_sync_to_async,
-        # which does that itself; the hop delayed a filter change behind other threads'
-        # work (rows then went out under the old filter) and queued 1,000 connects up.
-        await getattr(self, get_handler_name(message))(message)
 
     async def connect(self) -> None:
         self.message_times: list[float] = []

@@ -16,21 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 
 from ..selectors.market import BOOK_DEPTHS, MarketSpec, symbol_market_spec
 from ..upstream.binance_market import TIMEFRAMES
 from ..upstream.events import is_symbol
 from .contracts import CLOSE_NOT_FOUND, CLOSE_POLICY, CLOSE_TOO_BIG
+from .hub_consumer import HubSocketConsumer
 from .market_frames import MarketSettings
 from .market_hub import MarketHub, market_hub
 
@@ -71,7 +66,7 @@ def settings_parse(data: dict[str, object], *, spec: MarketSpec) -> MarketSettin
     return MarketSettings(timeframe=str(timeframe), rounding=rounding.normalize(), depth=depth)
 
 
-class MarketConsumer(AsyncWebsocketConsumer):
+class MarketConsumer(HubSocketConsumer):
     """One symbol-page socket: its settings, and the frames the market hub hands it."""
 
     symbol = ""
@@ -79,21 +74,6 @@ class MarketConsumer(AsyncWebsocketConsumer):
     quantity_places = 3
     hub: MarketHub | None = None
     spec: MarketSpec | None = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Serve the socket without a channel of its own: everything comes through the hub."""
-        self.scope = scope
-        # Never None: settings.CHANNEL_LAYERS always configures the default layer.
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)  # type: ignore[assignment]
-        self.base_send = send
-        try:
-            await await_many_dispatch([receive], self.dispatch)
-        except StopConsumer:
-            pass
-
-    async def dispatch(self, message: dict) -> None:
-        # The database is reached only through database_sync_to_async (see consumers.py).
-        await getattr(self, get_handler_name(message))(message)
 
     async def connect(self) -> None:
         self.message_times: list[float] = []
