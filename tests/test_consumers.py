@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from liquidations.ingest.pipeline import Ingest
 from liquidations.ingest.status import IngestStatus, VenueStatus
-from liquidations.live import consumers
+from liquidations.live import consumers, contracts
 from liquidations.live.broadcast import broadcast as liquidation_broadcast
 from liquidations.live.broadcast import worker_status_broadcast
 from liquidations.upstream.binance import parse_frame
@@ -180,22 +180,22 @@ async def test_idle_socket_gets_a_heartbeat_with_the_stored_worker_state(monkeyp
 @pytest.mark.parametrize(
     ("message", "code"),
     [
-        ({"text_data": "not json"}, consumers.CLOSE_POLICY),
-        ({"text_data": "[1, 2]"}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "0"}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "0", "side": "all", "extra": 1}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": true, "side": "all"}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "-5", "side": "all"}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "1e400", "side": "all"}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "0", "side": "sideways"}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "0", "side": "all", "since": -1}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "0", "side": "all", "since": "5"}'}, consumers.CLOSE_POLICY),
+        ({"text_data": "not json"}, contracts.CLOSE_POLICY),
+        ({"text_data": "[1, 2]"}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "0"}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "0", "side": "all", "extra": 1}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": true, "side": "all"}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "-5", "side": "all"}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "1e400", "side": "all"}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "0", "side": "sideways"}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "0", "side": "all", "since": -1}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "0", "side": "all", "since": "5"}'}, contracts.CLOSE_POLICY),
         (
             {"text_data": '{"min_usd": "0", "side": "all", "since": 99999999999999999999}'},
-            consumers.CLOSE_POLICY,
+            contracts.CLOSE_POLICY,
         ),
-        ({"bytes_data": b'{"min_usd": "0", "side": "all"}'}, consumers.CLOSE_POLICY),
-        ({"text_data": '{"min_usd": "0", "side": "all"}' + " " * 1000}, consumers.CLOSE_TOO_BIG),
+        ({"bytes_data": b'{"min_usd": "0", "side": "all"}'}, contracts.CLOSE_POLICY),
+        ({"text_data": '{"min_usd": "0", "side": "all"}' + " " * 1000}, contracts.CLOSE_TOO_BIG),
     ],
 )
 async def test_bad_client_messages_close_the_socket(message, code):
@@ -221,7 +221,7 @@ async def test_a_flood_of_filter_updates_closes_the_socket():
         closed = await communicator.receive_output()
         assert closed == {
             "type": "websocket.close",
-            "code": consumers.CLOSE_POLICY,
+            "code": contracts.CLOSE_POLICY,
             "reason": "too many messages",
         }
     finally:
@@ -265,7 +265,7 @@ async def test_invalid_symbol_path_is_refused(path):
     assert connected
     closed = await communicator.receive_output()
     assert closed["type"] == "websocket.close"
-    assert closed["code"] == consumers.CLOSE_NOT_FOUND
+    assert closed["code"] == contracts.CLOSE_NOT_FOUND
     await communicator.disconnect()
 
 

@@ -35,7 +35,6 @@ from .catchup import catch_up_html
 from .contracts import (
     CLOSE_NOT_FOUND,
     CLOSE_POLICY,
-    CLOSE_TOO_BIG,
     GROUP_ALL,
     WORKER_STATUS_GROUP,
     stats_group,
@@ -100,6 +99,11 @@ def _worker_status_html() -> str:
 class LiquidationFeedConsumer(HubSocketConsumer):
     """One viewer socket: its filter, its catch-up, and the frames the hub hands it."""
 
+    socket_kind = "viewer"
+    max_message_bytes = MAX_MESSAGE_BYTES
+    rate_window_seconds = RATE_WINDOW_SECONDS
+    rate_max_messages = RATE_MAX_MESSAGES
+
     symbol: str | None = None
     feed_filter = FeedFilter()
     hub: FanoutHub | None = None
@@ -118,7 +122,7 @@ class LiquidationFeedConsumer(HubSocketConsumer):
             # Accepted first: a close before the accept is an HTTP 403 to the browser,
             # which sees 1006 and retries; this code tells the page to stop.
             await self.accept()
-            await self._refuse(CLOSE_NOT_FOUND, "no such feed")
+            await self.refuse(CLOSE_NOT_FOUND, "no such feed")
             return
         self.symbol = symbol or None
         # The page's filter rides on the URL; a malformed one falls back to the default,
@@ -147,22 +151,13 @@ class LiquidationFeedConsumer(HubSocketConsumer):
             await hub.leave(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        text_data = await self.admitted_text(text_data)
         if text_data is None:
-            await self._refuse(CLOSE_POLICY, "binary frames are not accepted")
             return
-        if len(text_data) > MAX_MESSAGE_BYTES or len(text_data.encode()) > MAX_MESSAGE_BYTES:
-            await self._refuse(CLOSE_TOO_BIG, f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
-            return
-        now = time.monotonic()
-        self.message_times = [t for t in self.message_times if now - t < RATE_WINDOW_SECONDS]
-        if len(self.message_times) >= RATE_MAX_MESSAGES:
-            await self._refuse(CLOSE_POLICY, "too many messages")
-            return
-        self.message_times.append(now)
         try:
             feed_filter, since = feed_filter_from_message(text_data)
         except BadMessage as exc:
-            await self._refuse(CLOSE_POLICY, str(exc))
+            await self.refuse(CLOSE_POLICY, str(exc))
             return
         self.feed_filter = feed_filter
         if since is not None:
@@ -202,7 +197,3 @@ class LiquidationFeedConsumer(HubSocketConsumer):
                     html = ""
                 # An empty frame still proves the connection alive to the page.
                 await self.send_frame(html or " ")
-
-    async def _refuse(self, code: int, reason: str) -> None:
-        logger.info("Closing a viewer socket (%s): %s", code, reason)
-        await self.close(code=code, reason=reason[:120])

@@ -14,7 +14,6 @@ and market.js takes as final). Frames come from the process's market hub.
 from __future__ import annotations
 
 import logging
-import time
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
 
@@ -24,7 +23,7 @@ from channels.db import database_sync_to_async
 from ..selectors.market import BOOK_DEPTHS, MarketSpec, symbol_market_spec
 from ..upstream.binance_market import TIMEFRAMES
 from ..upstream.events import is_symbol
-from .contracts import CLOSE_NOT_FOUND, CLOSE_POLICY, CLOSE_TOO_BIG
+from .contracts import CLOSE_NOT_FOUND, CLOSE_POLICY
 from .hub_consumer import HubSocketConsumer
 from .market_frames import MarketSettings
 from .market_hub import MarketHub, market_hub
@@ -69,6 +68,11 @@ def settings_parse(data: dict[str, object], *, spec: MarketSpec) -> MarketSettin
 class MarketConsumer(HubSocketConsumer):
     """One symbol-page socket: its settings, and the frames the market hub hands it."""
 
+    socket_kind = "market"
+    max_message_bytes = MAX_MESSAGE_BYTES
+    rate_window_seconds = RATE_WINDOW_SECONDS
+    rate_max_messages = RATE_MAX_MESSAGES
+
     symbol = ""
     price_places = 2
     quantity_places = 3
@@ -87,7 +91,7 @@ class MarketConsumer(HubSocketConsumer):
             # Accepted first: a close before the accept is an HTTP 403 to the browser,
             # which sees 1006 and retries; this code tells the page to stop.
             await self.accept()
-            await self._refuse(CLOSE_NOT_FOUND, "no such symbol")
+            await self.refuse(CLOSE_NOT_FOUND, "no such symbol")
             return
         self.symbol, self.spec = symbol, spec
         self.price_places, self.quantity_places = spec.price_precision, spec.quantity_precision
@@ -111,38 +115,25 @@ class MarketConsumer(HubSocketConsumer):
             await hub.leave(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        text_data = await self.admitted_text(text_data)
         if text_data is None:
-            await self._refuse(CLOSE_POLICY, "binary frames are not accepted")
             return
-        if len(text_data.encode()) > MAX_MESSAGE_BYTES:
-            await self._refuse(CLOSE_TOO_BIG, f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
-            return
-        now = time.monotonic()
-        self.message_times = [t for t in self.message_times if now - t < RATE_WINDOW_SECONDS]
-        if len(self.message_times) >= RATE_MAX_MESSAGES:
-            await self._refuse(CLOSE_POLICY, "too many messages")
-            return
-        self.message_times.append(now)
         try:
             data = orjson.loads(text_data)
         except orjson.JSONDecodeError:
-            await self._refuse(CLOSE_POLICY, "not JSON")
+            await self.refuse(CLOSE_POLICY, "not JSON")
             return
         if not isinstance(data, dict) or set(data) != {"timeframe", "rounding", "depth"}:
-            await self._refuse(CLOSE_POLICY, "expected the keys timeframe, rounding and depth")
+            await self.refuse(CLOSE_POLICY, "expected the keys timeframe, rounding and depth")
             return
         assert self.spec is not None
         try:
             self.market_settings = settings_parse(data, spec=self.spec)
         except BadSettings as exc:
-            await self._refuse(CLOSE_POLICY, str(exc))
+            await self.refuse(CLOSE_POLICY, str(exc))
             return
         if self.hub is not None:
             await self.hub.update(self)
 
     async def send_frame(self, frame: str) -> None:
         await self.send(text_data=frame)
-
-    async def _refuse(self, code: int, reason: str) -> None:
-        logger.info("Closing a market socket (%s): %s", code, reason)
-        await self.close(code=code, reason=reason[:120])
