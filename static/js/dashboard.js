@@ -103,11 +103,31 @@
       row.querySelectorAll("time[datetime]").forEach(localTime);
       if (flash) row.classList.add("liq-new");
     });
-    var rows = body.querySelectorAll("tr.liq-row");
+    var rows = orderRows(body);
     var feedElt = document.getElementById("feed");
     var max = parseInt((feedElt && feedElt.dataset.maxRows) || "50", 10);
     for (var i = max; i < rows.length; i++) rows[i].remove();
     if (rows.length) body.querySelectorAll("tr.empty").forEach(function (e) { e.remove(); });
+  }
+
+  // Newest first by trade time, then id, as a fresh load orders them. A frame is
+  // prepended whole, and a socket's catch-up (rows stored while it was away) can land
+  // after live rows newer than its own: left in arrival order, the 50-row cap would
+  // trim those newest rows and keep older ones.
+  function orderRows(body) {
+    var rows = Array.prototype.slice.call(body.querySelectorAll("tr.liq-row"));
+    var keyed = rows.map(function (row) {
+      var time = row.querySelector("time[datetime]");
+      return {
+        row: row,
+        t: (time && Date.parse(time.getAttribute("datetime"))) || 0,
+        id: parseInt(row.dataset.id, 10) || 0,
+      };
+    });
+    keyed.sort(function (a, b) { return b.t - a.t || b.id - a.id; });
+    var moved = keyed.some(function (entry, i) { return entry.row !== rows[i]; });
+    if (moved) keyed.forEach(function (entry) { body.appendChild(entry.row); });
+    return keyed.map(function (entry) { return entry.row; });
   }
 
   // A new #feed (first load or a filter change): take its filter and cursor.
