@@ -192,3 +192,20 @@ async def test_csv_of_a_rare_amount(async_client):
     )
     lines = list(csv.reader(io.StringIO(body)))
     assert [int(line[0]) for line in lines[1:]] == [row.pk for row in big_longs]
+
+
+@pytest.mark.django_db
+def test_dashboard_of_a_rare_amount_reads_the_amount_index(client):
+    rows = _record(with_bybit=True)
+    big = sorted(
+        (row for row in rows if row.notional_usd >= 5_000_000 and row.venue == "bybit"),
+        key=lambda row: (row.trade_time, row.pk),
+        reverse=True,
+    )
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/?min_usd=5000000&venue=bybit")
+    assert response.status_code == 200
+    shown = [int(i) for i in re.findall(r'<tr id="liq-(\d+)"', response.content.decode())]
+    assert shown == [row.pk for row in big] and shown
+    # Found among the rows reaching the amount, not by walking the record by time.
+    assert any("candidates" in query["sql"] for query in queries)

@@ -14,6 +14,7 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from ..models import Liquidation, Side, SideMixin, Venue
+from .history import HistoryFilters, liquidation_page
 from .symbols import SymbolInfo, symbol_info, symbol_info_map
 
 LARGE_USD = Decimal(100_000)
@@ -194,6 +195,26 @@ def liquidation_feed(
     if after_id is not None:
         queryset = queryset.filter(id__gt=after_id)
     return queryset
+
+
+def liquidation_newest(
+    *,
+    symbol: str | None = None,
+    min_usd: Decimal = Decimal(0),
+    side: str | None = None,
+    venue: str | None = None,
+    limit: int,
+) -> list[Liquidation]:
+    """Return a feed's newest rows (a page's first table), newest first.
+
+    Through the history's page query: a rare minimum amount ("above $5M") is found by the
+    amount index instead of walking the whole record by time (selectors/history.py).
+    """
+    filters = HistoryFilters(
+        symbol=symbol or None, venue=venue or None, side=side or None, min_usd=min_usd or None
+    )
+    rows, _ = liquidation_page(filters=filters, limit=limit)
+    return rows
 
 
 def liquidation_last_id() -> int:

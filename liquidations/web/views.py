@@ -12,7 +12,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
-from ..selectors.feed import liquidation_feed, liquidation_last_id, liquidation_rows
+from ..selectors.feed import liquidation_last_id, liquidation_newest, liquidation_rows
 from ..selectors.filters import MIN_USD_PRESETS, SIDE_CHOICES, VENUE_CHOICES, FeedFilter
 from ..selectors.market import BOOK_DEPTHS, symbol_market_spec
 from ..selectors.stats import page_stats_context
@@ -40,46 +40,18 @@ def _feed(request: HtmxHttpRequest, *, symbol: str | None) -> HttpResponse:
     # The cursor is read before the rows: a row stored in between is sent again by the
     # socket's catch-up (and dropped as a duplicate), never missed.
     cursor = liquidation_last_id()
-    liquidations = liquidation_feed(
+    liquidations = liquidation_newest(
         symbol=symbol,
         min_usd=feed_filter.min_usd,
         side=feed_filter.binance_side,
         venue=feed_filter.venue,
-    )[:PAGE_ROWS]
-    current = {
-        "min_usd": feed_filter.min_usd_value,
-        "side": feed_filter.side,
-        "venue": feed_filter.venue,
-    }
+        limit=PAGE_ROWS,
+    )
     context: dict[str, Any] = {
         "symbol": symbol,
         "rows": liquidation_rows(liquidations=liquidations),
         "filter": feed_filter,
-        "min_choices": [
-            {
-                "label": f"${preset:,}".replace(",000,000", "M").replace(",000", "k"),
-                "href": _filter_url(request.path, **{**current, "min_usd": str(preset)}),
-                "active": feed_filter.min_usd == preset,
-            }
-            for preset in MIN_USD_PRESETS
-        ],
-        "side_choices": [
-            {
-                "label": label,
-                "href": _filter_url(request.path, **{**current, "side": value}),
-                "active": feed_filter.side == value,
-            }
-            for value, label in SIDE_CHOICES
-        ],
-        "venue_choices": [
-            {
-                "label": label,
-                "value": value,
-                "href": _filter_url(request.path, **{**current, "venue": value}),
-                "active": feed_filter.venue == value,
-            }
-            for value, label in VENUE_CHOICES
-        ],
+        **_filter_choices(request.path, feed_filter),
         "cursor": cursor,
         "page_rows": PAGE_ROWS,
         "ws_url": _ws_url(symbol=symbol, feed_filter=feed_filter),
@@ -94,6 +66,42 @@ def _feed(request: HtmxHttpRequest, *, symbol: str | None) -> HttpResponse:
         response = render(request, "liquidations/index.html", context)
     patch_vary_headers(response, ("HX-Request",))
     return response
+
+
+def _filter_choices(path: str, feed_filter: FeedFilter) -> dict[str, list[dict]]:
+    """The filter bar's links: each choice's URL keeps the other filters."""
+    current = {
+        "min_usd": feed_filter.min_usd_value,
+        "side": feed_filter.side,
+        "venue": feed_filter.venue,
+    }
+    return {
+        "min_choices": [
+            {
+                "label": f"${preset:,}".replace(",000,000", "M").replace(",000", "k"),
+                "href": _filter_url(path, **{**current, "min_usd": str(preset)}),
+                "active": feed_filter.min_usd == preset,
+            }
+            for preset in MIN_USD_PRESETS
+        ],
+        "side_choices": [
+            {
+                "label": label,
+                "href": _filter_url(path, **{**current, "side": value}),
+                "active": feed_filter.side == value,
+            }
+            for value, label in SIDE_CHOICES
+        ],
+        "venue_choices": [
+            {
+                "label": label,
+                "value": value,
+                "href": _filter_url(path, **{**current, "venue": value}),
+                "active": feed_filter.venue == value,
+            }
+            for value, label in VENUE_CHOICES
+        ],
+    }
 
 
 def _market_context(symbol: str) -> dict[str, object]:
