@@ -46,7 +46,32 @@ def test_bulk_load_spreads_realistic_rows_and_rolls_them_up():
 @pytest.mark.production
 @pytest.mark.django_db
 def test_pg_bulk_load_with_copy():
-    check_load()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    before = _index_definitions()
+    with CaptureQueriesContext(connection) as queries:
+        check_load()
+    # Into the empty table its indexes were built after the rows: all back, as they were.
+    statements = [query["sql"] for query in queries]
+    assert sum(sql.startswith("DROP INDEX") for sql in statements) == len(before) - 2
+    assert _index_definitions() == before
+    assert any("UNIQUE" in definition for definition in before)
+    # Into a table holding rows, nothing is set aside: still the same indexes.
+    bulk_load_synthetic(count=10, days=1, seed=8, end=END)
+    assert _index_definitions() == before
+    assert Liquidation.objects.count() == 3010
+
+
+def _index_definitions() -> set[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass",
+            [Liquidation._meta.db_table],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 @pytest.mark.django_db
