@@ -179,6 +179,10 @@ def combinations(facts: dict) -> dict[str, str]:
 
     big = {"min_usd": 5_000_000}
     return {
+        "dashboard, ≥ $5M": "/?" + urlencode(big),
+        f"symbol page, {busiest} ≥ $1M": f"/{busiest}/?" + urlencode({"min_usd": 1_000_000}),
+        "dashboard, venue okx long ≥ $1M": "/?"
+        + urlencode({"venue": "okx", "side": "long", "min_usd": 1_000_000}),
         "history, no filter": history(),
         f"history, symbol {busiest}": history(symbol=busiest),
         f"history, symbol {rarest} (rarest)": history(symbol=rarest),
@@ -200,6 +204,13 @@ def combinations(facts: dict) -> dict[str, str]:
         f"history, March {busiest} ≥ $1M": history(symbol=busiest, min_usd=1_000_000, **month),
         f"history, March {rarest} short": history(symbol=rarest, side="short", **month),
         "history, March ≥ $250k": history(min_usd=250_000, **month),
+        "history, venue okx": history(venue="okx"),
+        "history, venue bybit ≥ $5M": history(venue="bybit", **big),
+        f"history, venue okx {busiest} ≥ $1M": history(
+            venue="okx", symbol=busiest, min_usd=1_000_000
+        ),
+        f"history, venue okx {rarest} short": history(venue="okx", symbol=rarest, side="short"),
+        "history, March venue bybit ≥ $250k": history(venue="bybit", min_usd=250_000, **month),
         "history, empty: ≥ $100M all year": history(min_usd=100_000_000),
         f"history, empty: {rarest} long ≥ $20M": history(
             symbol=rarest, side="long", min_usd=20_000_000
@@ -209,14 +220,18 @@ def combinations(facts: dict) -> dict[str, str]:
         "CSV, ≥ $5M (whole file)": csv(**big),
         f"CSV, {busiest} ≥ $1M (whole file)": csv(symbol=busiest, min_usd=1_000_000),
         "CSV, empty: ≥ $100M (whole file)": csv(min_usd=100_000_000),
+        "CSV, venue okx ≥ $1M (whole file)": csv(venue="okx", min_usd=1_000_000),
         "API liquidations, one day": "/api/v1/liquidations?" + urlencode(ms_day),
         f"API liquidations, one day {busiest}": "/api/v1/liquidations?"
         + urlencode({"symbol": busiest, **ms_day}),
         f"API liquidations, March {rarest}": "/api/v1/liquidations?"
         + urlencode({"symbol": rarest, **ms_month}),
+        "API liquidations, one day venue bybit": "/api/v1/liquidations?"
+        + urlencode({"venue": "bybit", **ms_day}),
         "API liquidation-orders": "/api/v1/liquidation-orders",
         "admin, no filter": "/admin/liquidations/liquidation/",
         "admin, side SELL": "/admin/liquidations/liquidation/?side__exact=SELL",
+        "admin, venue okx": "/admin/liquidations/liquidation/?venue__exact=okx",
         f"admin, symbol {rarest}": f"/admin/liquidations/liquidation/?symbol={rarest}",
         "admin, empty: unknown symbol": "/admin/liquidations/liquidation/?symbol=NOSUCHUSDT",
         "admin, search NOSUCH (no listed symbol)": "/admin/liquidations/liquidation/?q=NOSUCH",
