@@ -259,6 +259,17 @@ def start_app(mode: str, ps: procs.Processes, loadgen: LoadGen, args) -> tuple[i
     }
 
 
+def plan(args) -> list[tuple[int, list[float]]]:
+    """(viewers, rates) in rising viewer counts: --cells as given, else viewers × rates."""
+    if not args.cells:
+        return [(count, list(args.rates)) for count in sorted(args.viewers)]
+    by_viewers: dict[int, list[float]] = {}
+    for cell in args.cells:
+        rate, _, count = cell.partition("x")
+        by_viewers.setdefault(int(count), []).append(float(rate))
+    return sorted(by_viewers.items())
+
+
 async def main(args) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -282,13 +293,13 @@ async def main(args) -> dict:
         url = f"ws://127.0.0.1:{port}{VIEWER_PATH}"
         origin = f"http://127.0.0.1:{port}"
         viewers: list = []
-        for count in args.viewers:
+        for count, rates in plan(args):
             viewers += await open_viewers(url, origin, count - len(viewers), collector)
             # Warm-up at a moderate rate: connections settle, caches fill; not measured.
             await run_cell(
                 loadgen, factory, collector, rate=200, duration=1, viewers=count, drain=5
             )
-            for rate in args.rates:
+            for rate in rates:
                 duration = args.duration if rate < 1000 else args.duration / 2
                 cell = await run_cell(
                     loadgen,
@@ -327,10 +338,15 @@ if __name__ == "__main__":
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--viewers", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 440, 2000])
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        metavar="RATExVIEWERS",
+        help="e.g. 50x20 440x200 (not viewers × rates)",
+    )
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--drain", type=float, default=10.0)
     args = parser.parse_args()
-    args.viewers = sorted(args.viewers)
     # The driver's event loop is uvloop: its 1,000 viewer sockets share the app's two
     # cores, and uvloop's reads cost it about half of asyncio's per frame (README, Performance).
     result = uvloop.run(main(args))

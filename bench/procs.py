@@ -15,6 +15,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+# The app under test: this checkout, or another commit's tree (run.py's side-by-side cells
+# export one and point BENCH_APP_ROOT at it); the bench's own code is always this one.
+APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT") or ROOT)
 PYTHON = sys.executable
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
@@ -101,7 +104,12 @@ def app_env(*, database_url: str | None = None, redis: bool = False, **extra: st
 
 def manage(*args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=check, capture_output=True, text=True
+        [PYTHON, "manage.py", *args],
+        cwd=APP_ROOT,
+        env=env,
+        check=check,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -115,7 +123,12 @@ class Processes:
     def start(self, name: str, args: list[str], *, env: dict) -> subprocess.Popen:
         log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=APP_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         proc._bench_log = log  # type: ignore[attr-defined]
         proc._bench_name = name  # type: ignore[attr-defined]

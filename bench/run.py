@@ -4,6 +4,8 @@ Sections (each a subprocess, so every mode gets its own settings):
   ingest   bench/ingest.py   SQLite and PostgreSQL vs a bare parse + executemany loop
   latency  bench/latency.py  embedded and production vs a client on the exchange itself,
                              plus the channel-layer comparison (pub/sub vs core)
+  live     bench/live.py     issue #17's cells, this checkout beside main before
+                             load-sized coalescing (--live-against), medians of rounds
   pages    bench/pages.py    5 million rows in PostgreSQL vs a static file
   memory   bench/memory.py   worker RSS after a warm-up vs after 1 million events
   market   bench/market.py   symbol-page market panels: 100 viewers across 20 symbols
@@ -30,10 +32,11 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import live as live_cells  # noqa: E402
 from bench import procs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("ingest", "latency", "layers", "pages", "memory", "market", "scale")
+SECTIONS = ("ingest", "latency", "live", "layers", "pages", "memory", "market", "scale")
 
 
 def log(text: str) -> None:
@@ -104,6 +107,11 @@ def latency(opts) -> dict:
         ["bench/latency.py", "--mode", "production", "--layer", "pubsub", *common]
     )
     return out
+
+
+def live(opts) -> dict:
+    log(f"live: #17's cells, this checkout beside {opts.live_against}, {opts.live_reps} rounds")
+    return live_cells.run(opts, run_json)
 
 
 def layers(opts) -> dict:
@@ -241,6 +249,8 @@ def table(results: dict) -> str:
                     target,
                 )
             )
+    if "live" in results:
+        rows.extend(live_cells.rows(results["live"], _ms, _mark))
     core = results.get("layers", {}).get("core")
     if core:
         for cell in core["cells"]:
@@ -387,6 +397,12 @@ def main() -> None:
         "--scale-rows", type=int, default=20_000_000, help="rows of the scale part (kept)"
     )
     parser.add_argument("--scale-reps", type=int, default=5, help="scale: requests per round")
+    parser.add_argument(
+        "--live-against",
+        default=live_cells.REFERENCE,
+        help="live: the commit to measure beside this checkout",
+    )
+    parser.add_argument("--live-reps", type=int, default=3, help="live: rounds of both")
     parser.add_argument("--table", metavar="JSON", help="print the table of an earlier run")
     opts = parser.parse_args()
     if opts.table:
@@ -396,7 +412,9 @@ def main() -> None:
     results: dict = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "settings": {"LIQUIDATION_BATCH_INTERVAL": os.environ.get("LIQUIDATION_BATCH_INTERVAL")},
+        "settings": {
+            name: os.environ.get(name) for name in ("LIVE_FANOUT_BUDGET", "LIVE_FANOUT_MAX_WINDOW")
+        },
         "options": vars(opts),
     }
     try:

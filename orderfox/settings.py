@@ -302,18 +302,18 @@ LOGGING = {
     },
 }
 
+# Live fan-out (liquidations/live/coalescing.py): each web process holds its next round
+# of frames until writing them takes at most LIVE_FANOUT_BUDGET of its time (a quiet
+# process never waits), and never longer than LIVE_FANOUT_MAX_WINDOW seconds (0: no
+# coalescing). The worker publishes every batch as soon as it is stored.
+LIVE_FANOUT_BUDGET = float(env_str("LIVE_FANOUT_BUDGET", "0.25"))
+LIVE_FANOUT_MAX_WINDOW = float(env_str("LIVE_FANOUT_MAX_WINDOW", "0.1"))
+
 # Reconnect backoff and connection rotation (Binance cuts connections at 24 h); the
 # BINANCE_* connection and listing settings below apply to every venue's connection.
 BINANCE_RECONNECT_INITIAL_SECONDS = 1.0
 BINANCE_RECONNECT_MAX_SECONDS = 30.0
 BINANCE_MAX_CONNECTION_SECONDS = 23.5 * 3600
-# Shortest time between two stored-and-broadcast batches while events keep coming (the
-# first event after a pause is not held). 0: adaptive only (a batch is what arrived during
-# the previous write). 20 ms was chosen with `make bench`: at 440 events/s and 1,000
-# viewers it had the lowest median of 15/20/25 ms with a third of the machine to spare,
-# where no interval saturates it; it costs ~10 ms of median latency at low viewer counts.
-# See the README (Production).
-LIQUIDATION_BATCH_INTERVAL = float(env_str("LIQUIDATION_BATCH_INTERVAL", "0.02"))
 # A connection that stayed up this long resets the backoff.
 BINANCE_STABLE_CONNECTION_SECONDS = 60.0
 # Upstream keepalive: every frame proves the connection alive; after this long without

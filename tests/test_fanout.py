@@ -1,4 +1,4 @@
-"""Fan-out to many viewers: the channel layers, the batch interval, several daphne processes."""
+"""Fan-out to many viewers: the channel layers, the worker's batches, several daphne processes."""
 
 from __future__ import annotations
 
@@ -58,16 +58,27 @@ def test_shared_serializer_decodes_one_published_message_once():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_events_arriving_during_the_interval_go_out_as_one_batch(settings):
+async def test_events_arriving_during_a_write_go_out_as_the_next_batch(settings, monkeypatch):
     from channels.layers import get_channel_layer
 
+    from liquidations.ingest import writer
+
+    # The database takes its time with the first batch (held until released), as a busy
+    # one would; what arrives meanwhile waits in the backlog for the next.
+    release = threading.Event()
+    real_store = writer.store_isolating
+
+    def slow_first_store(batch, **kwargs):
+        release.wait(10)
+        return real_store(batch, **kwargs)
+
+    monkeypatch.setattr(writer, "store_isolating", slow_first_store)
     layer = get_channel_layer()
     async with FakeExchange(seed=1) as exchange:
         settings.BINANCE_WS_BASE_URL = exchange.ws_base_url
         settings.BINANCE_REST_BASE_URL = exchange.rest_base_url
         settings.LIQUIDATION_VENUES = ["binance"]
         settings.LIQUIDATION_SYMBOLS = []
-        settings.LIQUIDATION_BATCH_INTERVAL = 1.0
         member = await layer.new_channel()
         await layer.group_add("liquidations.all", member)
         ingest = Ingest(channel_layer=layer)
@@ -75,19 +86,33 @@ async def test_events_arriving_during_the_interval_go_out_as_one_batch(settings)
         try:
             await exchange.wait_for_clients(1)
             await exchange.broadcast(force_order(symbol="BTCUSDT"))
-            first = await asyncio.wait_for(layer.receive(member), 10)
-            # The first event after a quiet spell is not held back...
-            assert len(first["rows"]) == 1
+            venue = ingest.venues["binance"]
+            await _until(lambda: venue.status.events_received == 1)  # its write has begun
             for _ in range(5):
                 await exchange.broadcast(force_order(symbol="ETHUSDT"))
-            # ...the next ones, arriving within the interval, share one batch.
+            # All five in: parsed for the next batch, or waiting in the backlog.
+            await _until(lambda: venue.status.events_received + len(venue.queue) == 6)
+            await asyncio.sleep(0.1)  # nothing goes out while the first write is held
+            assert venue.status.events_stored == 0
+            release.set()
+            # The first event went alone; the five that came during its write, together.
+            first = await asyncio.wait_for(layer.receive(member), 10)
+            assert len(first["rows"]) == 1
             second = await asyncio.wait_for(layer.receive(member), 10)
             assert len(second["rows"]) == 5
             assert await sync_to_async(Liquidation.objects.count)() == 6
         finally:
+            release.set()
             await ingest.stop()
             await ingest.aclose()
             await layer.group_discard("liquidations.all", member)
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
 
 
 def test_serve_web_runs_several_daphne_processes_on_one_port(tmp_path):

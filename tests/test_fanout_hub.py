@@ -161,6 +161,62 @@ async def test_batches_arriving_together_go_out_as_one_frame_capped_at_the_newes
         assert len(viewer.frames) == 1 and hub.counters.cycles == 1
 
 
+async def test_a_quiet_hub_sends_each_batch_at_once(settings):
+    settings.LIVE_FANOUT_BUDGET = 0.25
+    layer = InMemoryChannelLayer()
+    viewer = Recorder()
+    async with joined(layer, [viewer], groups=(FEED,)) as hub:
+        for i in range(1, 6):
+            await layer.group_send(FEED, batch(row(i)))
+            await viewer.wait_frames(i)
+            await asyncio.sleep(0.02)  # 50 events/s
+        assert viewer.frames == [frame_of(i) for i in range(1, 6)]
+        report = hub.window_report()
+        assert report.held_share == 0.0 and report.reason.startswith("quiet")
+
+
+async def test_under_load_batches_wait_for_the_window_and_keep_their_order(settings):
+    # Writing a frame costs 1 ms here, so a round to 5 viewers takes 5 ms; with a tenth
+    # of the process for writing, rounds start 50 ms apart and batches pile up meanwhile.
+    settings.LIVE_FANOUT_BUDGET = 0.1
+    settings.LIVE_FANOUT_MAX_WINDOW = 1.0
+    layer = InMemoryChannelLayer()
+    viewers = [Recorder() for _ in range(5)]
+    for viewer in viewers:
+        viewer.on_send = lambda: time.sleep(0.001)
+    async with joined(layer, viewers, groups=(FEED,)) as hub:
+        for i in range(1, 41):
+            await layer.group_send(FEED, batch(row(i)))
+            await asyncio.sleep(0.005)  # 200 batches/s
+        await settle()
+        deadline = time.monotonic() + 5
+        while _ids_of(viewers[0].frames)[-1:] != [40] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for viewer in viewers:
+            assert _ids_of(viewer.frames) == list(range(1, 41))
+        # Far fewer rounds than batches, each at most 50 rows (none replaced here).
+        assert hub.counters.cycles < 20
+        assert hub.coalescing.window == pytest.approx(0.05, rel=0.5)
+        assert hub.window_report().reason.startswith("load:")
+
+
+async def test_the_window_and_its_reason_are_logged_once_a_minute(monkeypatch, caplog):
+    monkeypatch.setattr(fanout, "REPORT_SECONDS", 0.0)
+    layer = InMemoryChannelLayer()
+    viewer = Recorder()
+    with caplog.at_level(logging.INFO, logger="liquidations.live.fanout"):
+        async with joined(layer, [viewer], groups=(FEED,)):
+            await layer.group_send(FEED, batch(row(1)))
+            await viewer.wait_frames(1)
+            await settle()
+    assert re.search(r"Fan-out: 1 viewers, \d+ rounds/s, [\d,]+ frames/s; window", caplog.text)
+
+
+def _ids_of(frames: list[str]) -> list[int]:
+    """Row ids across frames, oldest first (each frame lists its rows newest first)."""
+    return [int(i) for frame in frames for i in reversed(re.findall(r"<tr>(\d+)</tr>", frame))]
+
+
 async def test_status_and_stats_arriving_with_rows_ride_in_the_rows_frame():
     layer = InMemoryChannelLayer()
     viewers = [Recorder(), Recorder()]

@@ -12,6 +12,7 @@ import signal
 import socket
 import sqlite3
 import sys
+import time
 from datetime import timedelta
 
 import orjson
@@ -663,10 +664,17 @@ async def test_a_flood_past_the_backlog_bound_is_stored_whole_without_a_reconnec
 ):
     from liquidations.ingest import writer as writer_module
 
-    # A writer far slower than the flood (40 events per 0.1 s batch) and a keepalive far
-    # shorter than the flood: reads are held for seconds while the exchange keeps sending.
+    # A writer far slower than the flood (a database taking 0.1 s per 40-event batch) and
+    # a keepalive far shorter than the flood: reads are held for seconds while the
+    # exchange keeps sending.
     monkeypatch.setattr(writer_module, "MAX_BATCH", 40)
-    upstream_settings.LIQUIDATION_BATCH_INTERVAL = 0.1
+    real_store = writer_module.store_isolating
+
+    def slow_store(batch, **kwargs):
+        time.sleep(0.1)
+        return real_store(batch, **kwargs)
+
+    monkeypatch.setattr(writer_module, "store_isolating", slow_store)
     upstream_settings.BINANCE_PING_INTERVAL_SECONDS = 0.2
     upstream_settings.BINANCE_PING_TIMEOUT_SECONDS = 0.3
     bound = 12_000  # about 40 frames

@@ -1,10 +1,9 @@
 """One venue's batch writer: backlog → parsed batch → store → broadcast, whatever befalls.
 
 Adaptive batching: an idle writer stores the first event at once; while a write is in
-flight, newer frames pile up in the backlog and go in the next batch. Under load batches
-are also held LIQUIDATION_BATCH_INTERVAL apart (the first event after a quiet spell still
-goes at once): each batch costs a transaction, a publish and a fan-out round in every web
-process, whatever its size.
+flight, newer frames pile up in the backlog and go in the next batch. Each batch is
+published as soon as it is stored, never held on a clock: coalescing for the viewers'
+sake happens in each web process, sized by its own load (live/coalescing.py).
 
 Faults: the database away, the batch is kept and retried (the backlog holds what arrives
 meanwhile). A row the database refuses: kept as a dead letter, the rest stored
@@ -19,7 +18,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
 from ..live.broadcast import Messages, broadcast
@@ -63,9 +61,6 @@ class BatchWriter:
 
     async def run(self) -> None:
         """Write batches until the backlog is closed and empty."""
-        interval = settings.LIQUIDATION_BATCH_INTERVAL
-        loop = asyncio.get_running_loop()
-        last_batch_at = -interval
         storing: asyncio.Task | None = None
         try:
             while frames := await self.queue.take(MAX_BATCH):
@@ -74,10 +69,6 @@ class BatchWriter:
                 batch = await self.parse(frames)
                 if storing is not None:
                     await storing
-                wait = last_batch_at + interval - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                last_batch_at = loop.time()
                 if len(frames) < MAX_BATCH:
                     batch.extend(await self.parse(self.queue.take_nowait(MAX_BATCH - len(frames))))
                 del frames

@@ -8,7 +8,9 @@ process, on a channel of its own, while at least one local viewer wants it. Its 
 task takes everything that arrived since its last cycle, merges the row batches, builds
 each distinct frame once per distinct filter and hands it to every viewer with that
 filter, one after the other, with no task switch per viewer. While a cycle runs, new
-messages pile up for the next: batching adapts to the load, nothing waits on a timer.
+messages pile up for the next; under load the next cycle also waits out a window sized
+from what this process's cycles cost (coalescing.py), so writing frames stays within a
+share of its time. A quiet process never waits.
 
 Each distinct frame is also encoded once per round as WebSocket bytes; under daphne a
 viewer's copy is then one send() on its socket (wire.py), else the ASGI send. Sends are
@@ -30,9 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
+
+from .coalescing import REPORT_SECONDS, CoalescingWindow, WindowReport
 from .contracts import (
     BATCH_MESSAGE_TYPE,
     PROBE_MESSAGE_TYPE,
@@ -75,6 +81,10 @@ class FanoutHub:
     def __init__(self, *, channel_layer) -> None:
         self.channel_layer = channel_layer
         self.counters = HubCounters()
+        self.coalescing = CoalescingWindow(
+            budget=settings.LIVE_FANOUT_BUDGET, max_window=settings.LIVE_FANOUT_MAX_WINDOW
+        )
+        self._reported_at = time.monotonic()
         self._groups: dict[str, Group] = {}
         self._viewers: dict[Viewer, tuple[Group, ...]] = {}
         self._pending: list[tuple[Group, dict]] = []
@@ -220,16 +230,39 @@ class FanoutHub:
     async def _fanout_loop(self) -> None:
         while True:
             await self._wakeup.wait()
+            # Under load, what arrives during the window goes out in this same cycle.
+            held = self.coalescing.hold(time.monotonic())
+            if held > 0:
+                await asyncio.sleep(held)
             self._wakeup.clear()
             pending, self._pending = self._pending, []
             self.counters.cycles += 1
             self.counters.messages += len(pending)
+            sent = self.counters.frames_sent
             try:
                 pending = await self.resync.arrange(pending)
+                started = time.monotonic()
                 await self._fanout(pending)
+                self.coalescing.round_done(
+                    started=started,
+                    ended=time.monotonic(),
+                    frames=self.counters.frames_sent - sent,
+                    held=held,
+                )
             except Exception:
                 # A bug in one cycle must not end the live feed of the whole process.
                 logger.exception("A fan-out cycle of %d messages failed", len(pending))
+            self._report_now_and_then()
+
+    def window_report(self, *, restart: bool = False) -> WindowReport:
+        """The coalescing window, its reason and this process's rounds since the last report."""
+        return self.coalescing.report(viewers=self.viewer_count, restart=restart)
+
+    def _report_now_and_then(self) -> None:
+        now = time.monotonic()
+        if now - self._reported_at >= REPORT_SECONDS:
+            self._reported_at = now
+            logger.info(self.window_report(restart=True).line())
 
     async def _fanout(self, pending: list[tuple[Group, dict]]) -> None:
         merged: dict[Group, Merged] = {}
@@ -319,3 +352,8 @@ def fanout_hub(channel_layer) -> FanoutHub:
     if hub is None:
         hub = _hubs[key] = FanoutHub(channel_layer=channel_layer)
     return hub
+
+
+def window_reports() -> list[dict]:
+    """Each hub of this process: its viewers, coalescing window and why (for /health)."""
+    return [hub.window_report().as_dict() for hub in list(_hubs.values())]

@@ -1,4 +1,7 @@
-"""/health: the database, the channel layer and the worker, for a load balancer."""
+"""/health: the database, the channel layer and the worker, for a load balancer.
+
+It also shows the answering process's live fan-out (viewers, coalescing window, reason).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from ..live.fanout import window_reports
 from ..selectors.status import WorkerHealth, database_ping, worker_health
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,8 @@ def health(request: HttpRequest) -> JsonResponse:
         body["channel_layer"] = f"unavailable: {type(exc).__name__}"
         healthy = False
     body["status"] = "ok" if healthy else "unavailable"
+    # This process's live fan-out (its viewers, coalescing window and why): informative.
+    body["fanout"] = window_reports()
     return JsonResponse(body, status=200 if healthy else 503)
 
 
