@@ -65,6 +65,17 @@ class DrillDownQuerySet(QuerySet):
     31 days), each a range probe of the time (or symbol, time) index.
     """
 
+    def aggregate(self, *args, **kwargs):
+        """Several MIN/MAX (the date hierarchy's span) as one query each.
+
+        Each alone is an index endpoint; asked in one SELECT, SQLite scans the whole
+        index instead (4.3 s for the unfiltered list at 5 million rows).
+        """
+        if args or len(kwargs) < 2 or not all(isinstance(e, Min | Max) for e in kwargs.values()):
+            return super().aggregate(*args, **kwargs)
+        aggregate = super().aggregate
+        return {name: aggregate(**{name: expr})[name] for name, expr in kwargs.items()}
+
     def datetimes(self, field_name, kind, order="ASC", tzinfo=None):
         if kind not in ("year", "month", "day"):
             return super().datetimes(field_name, kind, order, tzinfo)

@@ -25,6 +25,7 @@ from django.db.models import Field
 
 from ..models import Liquidation
 from ..services.liquidations import INSERT_FIELDS
+from ..services.planner_stats import planner_stats_refresh
 from ..services.rollup import liquidation_rollup_catch_up
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ def bulk_load_synthetic(
     else:
         _insert_many(connection, rows)
         elapsed = time.perf_counter() - started
+        planner_stats_refresh(using=using)
     if using == "default":
         # What the running worker would do within a second: roll the new rows up.
         liquidation_rollup_catch_up(settled_before=datetime.now(tz=UTC) + timedelta(seconds=1))

@@ -10,20 +10,29 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
+from ..services.planner_stats import planner_stats_refresh
 from .alerts import AlertsTask
 from .backfill import backfill_run
+from .dbthread import DbThread
 from .stats_publisher import StatsPublisher
 
 logger = logging.getLogger(__name__)
 
+# SQLite's planner statistics: at start, then as the record grows.
+PLANNER_STATS_SECONDS = 3600.0
+
 
 def side_tasks_start(*, channel_layer: Any, since: datetime | None) -> list[asyncio.Task[Any]]:
-    """Start the stats publisher, the alerts and, with LIQUIDATION_API_BASE_URL, a backfill."""
+    """Start the stats publisher, the alerts, SQLite's planner statistics and, with
+    LIQUIDATION_API_BASE_URL, a backfill."""
     tasks: list[asyncio.Task[Any]] = [
         asyncio.create_task(StatsPublisher(channel_layer=channel_layer).run(), name="live-stats"),
         asyncio.create_task(AlertsTask().run(), name="alerts"),
     ]
+    if connection.vendor == "sqlite":
+        tasks.append(asyncio.create_task(planner_stats_loop(), name="planner-stats"))
     if settings.LIQUIDATION_API_BASE_URL:
         tasks.append(
             asyncio.create_task(
@@ -32,6 +41,21 @@ def side_tasks_start(*, channel_layer: Any, since: datetime | None) -> list[asyn
             )
         )
     return tasks
+
+
+async def planner_stats_loop(*, interval: float = PLANNER_STATS_SECONDS) -> None:
+    """Refresh SQLite's planner statistics now and every interval (services/planner_stats)."""
+    db = DbThread(name="planner-stats")
+    try:
+        while True:
+            try:
+                await db.call(planner_stats_refresh)
+            except Exception as exc:
+                # Locked by a long write, or the disk: the planner keeps its old figures.
+                logger.warning("Refreshing the planner statistics failed: %r", exc)
+            await asyncio.sleep(interval)
+    finally:
+        await db.aclose(wait=False)
 
 
 async def side_tasks_stop(tasks: list[asyncio.Task[Any]]) -> None:

@@ -28,7 +28,9 @@ def symbol_info_map(*, max_age: float = SYMBOL_CACHE_SECONDS) -> dict[str, Symbo
     """Return display info of every known symbol, cached for max_age seconds."""
     global _symbol_cache
     loaded_at, infos = _symbol_cache
-    if time.monotonic() - loaded_at < max_age and infos:
+    # Empty (the worker has not listed the exchange yet): asked again a second later, not
+    # a minute, nor once per row (the admin's list looks up every row's symbol).
+    if time.monotonic() - loaded_at < (max_age if infos else min(max_age, 1.0)):
         return infos
     infos = {
         symbol: SymbolInfo(base, quantity_precision, price_precision)
