@@ -177,6 +177,9 @@ def combinations(facts: dict) -> dict[str, str]:
     def csv(**params) -> str:
         return "/history/csv?" + urlencode(params)
 
+    def paged(**params) -> str:
+        return "/api/v1/liquidations/paged?" + urlencode(params)
+
     big = {"min_usd": 5_000_000}
     return {
         "dashboard, ≥ $5M": "/?" + urlencode(big),
@@ -221,13 +224,17 @@ def combinations(facts: dict) -> dict[str, str]:
         f"CSV, {busiest} ≥ $1M (whole file)": csv(symbol=busiest, min_usd=1_000_000),
         "CSV, empty: ≥ $100M (whole file)": csv(min_usd=100_000_000),
         "CSV, venue okx ≥ $1M (whole file)": csv(venue="okx", min_usd=1_000_000),
-        "API liquidations, one day": "/api/v1/liquidations?" + urlencode(ms_day),
-        f"API liquidations, one day {busiest}": "/api/v1/liquidations?"
-        + urlencode({"symbol": busiest, **ms_day}),
-        f"API liquidations, March {rarest}": "/api/v1/liquidations?"
-        + urlencode({"symbol": rarest, **ms_month}),
-        "API liquidations, one day venue bybit": "/api/v1/liquidations?"
-        + urlencode({"venue": "bybit", **ms_day}),
+        # The paged form's first page (500 rows): the array form answers a whole range
+        # at once (one day is ~55,000 rows here), a download, not a page.
+        "API paged, one day": paged(**ms_day),
+        f"API paged, one day {busiest}": paged(symbol=busiest, **ms_day),
+        f"API paged, March {rarest}": paged(symbol=rarest, **ms_month),
+        "API paged, one day venue bybit": paged(venue="bybit", **ms_day),
+        "API paged, all year venue okx": paged(
+            venue="okx",
+            start_timestamp=_ms(datetime.fromisoformat(facts["oldest"])),
+            end_timestamp=_ms(newest) + 1,
+        ),
         "API liquidation-orders": "/api/v1/liquidation-orders",
         "admin, no filter": "/admin/liquidations/liquidation/",
         "admin, side SELL": "/admin/liquidations/liquidation/?side__exact=SELL",

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connection, connections
 from django.db.models import Max, Min, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
 from .models import ConnectionGap, DeadLetter, Liquidation, Side, Symbol, WorkerState
 from .selectors.feed import format_decimal
@@ -194,7 +197,9 @@ class LiquidationAdmin(ReadOnlyAdmin):
     date_hierarchy = "trade_time"
     ordering = ("-trade_time", "-id")
     sortable_by = ("trade_time_display",)
-    list_per_page = 100
+    # 50 like the history page: the admin renders each cell through its own machinery
+    # (~1.3 ms a row here), so 100 rows cost ~130 ms where the query costs 5.
+    list_per_page = 50
     list_max_show_all = 1000
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
@@ -204,6 +209,17 @@ class LiquidationAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         return DrillDownQuerySet(self.model, query=queryset.query, using=queryset.db)
+
+    def action_checkbox(self, obj):
+        """The row's checkbox as Django's CheckboxInput renders it, without the widget
+        template (a quarter of the list's render time at 50 rows)."""
+        label = format_html(_("Select this object for an action - {}"), str(obj))
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            label,
+        )
 
     def get_search_results(self, request, queryset, search_term):
         """Match symbols by prefix through the Symbol table, so the symbol index is used."""

@@ -223,3 +223,17 @@ def test_other_lists_render_read_only(staff_client, url):
         assert "ETHUSDT" in html
     if "workerstate" in url:
         assert "streaming" in html
+
+
+@pytest.mark.django_db
+def test_row_checkbox_is_what_djangos_widget_renders():
+    from django.contrib import admin as django_admin
+
+    from liquidations.admin import LiquidationAdmin
+    from tests.factories import liq, store
+
+    (row,) = store(liq(T=1_766_880_000_000))
+    model_admin = LiquidationAdmin(Liquidation, django_admin.site)
+    assert model_admin.action_checkbox(row) == django_admin.ModelAdmin.action_checkbox(
+        model_admin, row
+    )

@@ -21,6 +21,7 @@ from liquidations.selectors.symbols import SymbolInfo
 from liquidations.services.liquidations import StoredLiquidation
 
 ROW = "liquidations/_row.html"
+HISTORY_ROW = "liquidations/_history_row.html"
 LISTED = {
     "BTCUSDT": SymbolInfo("BTC", 3, 1),
     "1000PEPEUSDT": SymbolInfo("1000PEPE", 0, 7),
@@ -88,9 +89,34 @@ def test_the_row_partial_compiles():
 
 
 def test_compiled_render_is_byte_identical_to_django(rows):
-    render = compiled_row()
+    for partial in (ROW, HISTORY_ROW):
+        render = compile_substitution(get_template(partial).template, var="row", cls=LiquidationRow)
+        for row in rows:
+            assert render(row) == render_to_string(partial, {"row": row})
+
+
+def test_history_rows_show_what_their_old_filters_showed(rows):
+    """_history_row.html formatted the time and amount with Django's filters."""
+    old = Engine().from_string(
+        "{{ row.trade_time|date:'Y-m-d H:i:s.u'|slice:':23' }} {{ row.usd|floatformat:'0g' }} "
+        "{% if row.is_long_liquidated %}liq-long{% else %}liq-short{% endif %}"
+        "{% if row.tier %} liq-{{ row.tier }}{% endif %}"
+    )
     for row in rows:
-        assert render(row) == render_to_string(ROW, {"row": row})
+        local = timezone.localtime(row.trade_time)
+        shown = old.render(
+            Context(
+                {
+                    "row": {
+                        **_fields(row),
+                        "trade_time": local,
+                        "is_long_liquidated": row.side == "SELL",
+                        "tier": row.tier,
+                    }
+                }
+            )
+        )
+        assert shown == f"{row.trade_time_title} {row.usd_display} {row.side_class}"
 
 
 def test_identical_with_thousand_separators_and_another_time_zone(rows):
@@ -169,9 +195,9 @@ def test_braces_in_the_text_are_kept():
 
 
 def test_a_template_that_does_not_compile_renders_through_django(caplog):
-    render = substitution_renderer("liquidations/_history_row.html", var="row", cls=LiquidationRow)
+    render = substitution_renderer("liquidations/_stats.html", var="row", cls=LiquidationRow)
     row = _sample()
-    assert render(row) == render_to_string("liquidations/_history_row.html", {"row": row})
+    assert render(row) == render_to_string("liquidations/_stats.html", {"row": row})
     assert "renders through Django's engine" in caplog.text
 
 
