@@ -306,7 +306,7 @@ LOGGING = {
 # of frames until writing them takes at most LIVE_FANOUT_BUDGET of its time (a quiet
 # process never waits), and never longer than LIVE_FANOUT_MAX_WINDOW seconds (0: no
 # coalescing). The worker publishes every batch as soon as it is stored.
-LIVE_FANOUT_BUDGET = float(env_str("LIVE_FANOUT_BUDGET", "0.25"))
+LIVE_FANOUT_BUDGET = float(env_str("LIVE_FANOUT_BUDGET", "0.5"))
 LIVE_FANOUT_MAX_WINDOW = float(env_str("LIVE_FANOUT_MAX_WINDOW", "0.1"))
 
 # Reconnect backoff and connection rotation (Binance cuts connections at 24 h); the

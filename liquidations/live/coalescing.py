@@ -5,8 +5,8 @@ is rounds per second, and a fixed clock is wrong both ways: on a quiet day it ma
 viewer wait for nothing, and it knows nothing of how many viewers this process has. The
 window is sized here, per process, from what its rounds cost:
 
-- each round is timed (building its frames and writing them to every viewer) and the
-  cost is averaged over the last rounds;
+- each round is timed (building its frames and writing them to every viewer, not the
+  moments it yields to other tasks) and the cost is averaged over the last rounds;
 - the next round may start `cost / budget` after the previous one started, so writing
   frames takes at most `budget` of the process's time (LIVE_FANOUT_BUDGET). A message
   arriving later than that goes out at once: a quiet process never waits;
@@ -99,9 +99,14 @@ class CoalescingWindow:
         """Seconds to wait before a round that could start now."""
         return max(0.0, self._last_start + self.window - now)
 
-    def round_done(self, *, started: float, ended: float, frames: int, held: float) -> None:
-        """Account for a round that started at `started` after waiting `held` seconds."""
-        cost = max(0.0, ended - started)
+    def round_done(
+        self, *, started: float, ended: float, frames: int, held: float, yielded: float = 0.0
+    ) -> None:
+        """Account for a round that started at `started` after waiting `held` seconds.
+
+        yielded: seconds within the round given to other tasks (not the round's cost).
+        """
+        cost = max(0.0, ended - started - yielded)
         self.cost = cost if self._last_start == -math.inf else _average(self.cost, cost)
         self._last_start = started
         self._interval.add(frames=frames, held=held)

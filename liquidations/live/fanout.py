@@ -95,6 +95,7 @@ class FanoutHub:
         self._watch_task: asyncio.Task | None = None
         self.resync = FeedResync(self)
         self._sends_since_yield = 0
+        self._yielded = 0.0  # seconds the current round spent yielding to other tasks
         self._unhandled_types: set[str] = set()
         self.closed = False
 
@@ -242,12 +243,14 @@ class FanoutHub:
             try:
                 pending = await self.resync.arrange(pending)
                 started = time.monotonic()
+                self._yielded = 0.0
                 await self._fanout(pending)
                 self.coalescing.round_done(
                     started=started,
                     ended=time.monotonic(),
                     frames=self.counters.frames_sent - sent,
                     held=held,
+                    yielded=self._yielded,
                 )
             except Exception:
                 # A bug in one cycle must not end the live feed of the whole process.
@@ -338,7 +341,10 @@ class FanoutHub:
         self._sends_since_yield += 1
         if self._sends_since_yield >= YIELD_EVERY:
             self._sends_since_yield = 0
+            # What other tasks do while the round yields is not the round's cost.
+            paused = time.monotonic()
             await asyncio.sleep(0)
+            self._yielded += time.monotonic() - paused
 
 
 # One hub per (event loop, channel layer); a hub removes itself when its last viewer goes.
