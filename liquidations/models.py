@@ -80,26 +80,26 @@ class Liquidation(SideMixin, models.Model):
         indexes = [
             models.Index(
                 fields=["-trade_time", "-id"],
-                include=["side", "notional_usd", "symbol"],
-                name="liquidation_newest",
+                include=["side", "notional_usd", "symbol", "venue"],
+                name="liquidation_newest_cover",
             ),
             models.Index(
                 fields=["symbol", "-trade_time", "-id"],
-                include=["side", "notional_usd"],
-                name="liquidation_symbol_newest",
+                include=["side", "notional_usd", "venue"],
+                name="liquidation_symbol_time_cover",
             ),
             # By amount: the row holding a window's largest amount, and history's rare
             # amounts ("above $5M": every one of them in a bounded index-only range scan,
             # then ordered by time; see analytics._rare_amount_page_ids).
             models.Index(
                 fields=["notional_usd"],
-                include=["trade_time", "id", "side", "symbol"],
-                name="liquidation_usd_cover",
+                include=["trade_time", "id", "side", "symbol", "venue"],
+                name="liquidation_usd_venue_cover",
             ),
             models.Index(
                 fields=["symbol", "notional_usd"],
-                include=["trade_time", "id", "side"],
-                name="liquidation_symbol_usd",
+                include=["trade_time", "id", "side", "venue"],
+                name="liquidation_symbol_usd_cover",
             ),
         ]
 

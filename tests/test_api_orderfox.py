@@ -366,3 +366,24 @@ async def test_orderfox_client_and_backfill_read_a_live_instance(live_app):
     assert [liquidation_item(row) for row in copied] == sorted(
         orders, key=lambda item: item["order_trade_time"], reverse=True
     )
+
+
+@pytest.mark.django_db
+def test_a_paged_page_reads_its_rows_in_one_query_and_serves_every_item_key(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    store(*[liq(symbol="BTCUSDT", T=T0 + n) for n in range(5)])
+    params = {"symbol": "BTCUSDT", "start_timestamp": T0, "end_timestamp": T0 + 5}
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get(PAGED, params).json()
+    # The page's rows, the item's columns only: no query per row for a deferred field.
+    # (Before it, the symbol is checked: listed, or seen in the record.)
+    rows = [q["sql"] for q in queries if q["sql"].startswith('SELECT "liquidations_liquidation"')]
+    assert len(rows) == 1, [q["sql"][:80] for q in queries]
+    assert "received_at" not in rows[0]
+    # Each item as a fully loaded row gives it.
+    whole = [liquidation_item(row) for row in Liquidation.objects.order_by("trade_time")]
+    assert body["data"] == whole
+    for item in body["data"]:
+        assert item["event_time"] is not None

@@ -27,7 +27,7 @@ def _plan(sql: str) -> str:
 
 def _described() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT stat FROM sqlite_stat1 WHERE idx = 'liquidation_newest'")
+        cursor.execute("SELECT stat FROM sqlite_stat1 WHERE idx = 'liquidation_newest_cover'")
         return int(cursor.fetchone()[0].split()[0])
 
 
@@ -49,7 +49,7 @@ def test_a_bulk_load_leaves_statistics_that_pick_the_time_index():
     bulk_load_synthetic(count=20_000, days=2, seed=3)
     assert _stats_rows() > 0
     plan = _plan(NEWEST_OF_A_VENUE)
-    assert "liquidation_newest" in plan and "TEMP B-TREE" not in plan
+    assert "liquidation_newest_cover" in plan and "TEMP B-TREE" not in plan
     # Taken again only once the record has doubled (a full ANALYZE reads every index).
     assert planner_stats_refresh() is False
     bulk_load_synthetic(count=5_000, days=1, seed=4)  # 25,000 rows: not yet

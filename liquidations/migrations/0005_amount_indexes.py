@@ -9,37 +9,7 @@ an index. Other databases (SQLite) build them as usual.
 
 from django.db import migrations, models
 
-
-def _online(schema_editor) -> dict:
-    return {"concurrently": True} if schema_editor.connection.vendor == "postgresql" else {}
-
-
-class AddIndexOnline(migrations.AddIndex):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.add_index(model, self.index, **_online(schema_editor))
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.remove_index(model, self.index, **_online(schema_editor))
-
-
-class RemoveIndexOnline(migrations.RemoveIndex):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            state = from_state.models[app_label, self.model_name_lower]
-            index = state.get_index_by_name(self.name)
-            schema_editor.remove_index(model, index, **_online(schema_editor))
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            state = to_state.models[app_label, self.model_name_lower]
-            index = state.get_index_by_name(self.name)
-            schema_editor.add_index(model, index, **_online(schema_editor))
+from liquidations.migration_operations import AddIndexOnline, RemoveIndexOnline
 
 
 class Migration(migrations.Migration):

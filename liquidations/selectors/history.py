@@ -123,8 +123,11 @@ def liquidation_page(
     cursor: Cursor | None = None,
     limit: int,
     newest_first: bool = True,
+    only: Sequence[str] = (),
 ) -> tuple[list[Liquidation], Cursor | None]:
     """Return one page after the cursor and the cursor of the next page (None at the end).
+
+    only: the fields the caller reads (the rest are not loaded; id and trade_time always).
 
     A rare min_usd is found through the amount index instead (_rare_amount_page_ids);
     with a side or a common min_usd the time index is walked for ids only. Either way the
@@ -143,6 +146,8 @@ def liquidation_page(
     if ids is not None:
         ordering = queryset.query.order_by
         queryset = Liquidation.objects.filter(pk__in=ids).order_by(*ordering)
+    if only:
+        queryset = queryset.only("id", "trade_time", *only)
     rows = list(queryset[: limit + 1])
     if len(rows) > limit:
         rows = rows[:limit]
