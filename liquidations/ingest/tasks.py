@@ -20,7 +20,9 @@ from .stats_publisher import StatsPublisher
 
 logger = logging.getLogger(__name__)
 
-# SQLite's planner statistics: at start, then as the record grows.
+# SQLite's planner statistics: a minute after start (not among the start's own writes),
+# then hourly, as the record grows.
+PLANNER_STATS_FIRST_SECONDS = 60.0
 PLANNER_STATS_SECONDS = 3600.0
 
 
@@ -43,8 +45,12 @@ def side_tasks_start(*, channel_layer: Any, since: datetime | None) -> list[asyn
     return tasks
 
 
-async def planner_stats_loop(*, interval: float = PLANNER_STATS_SECONDS) -> None:
-    """Refresh SQLite's planner statistics now and every interval (services/planner_stats)."""
+async def planner_stats_loop(
+    *, first: float = PLANNER_STATS_FIRST_SECONDS, interval: float = PLANNER_STATS_SECONDS
+) -> None:
+    """Refresh SQLite's planner statistics after `first` s, then every interval (when due:
+    services/planner_stats)."""
+    await asyncio.sleep(first)
     db = DbThread(name="planner-stats")
     try:
         while True:
