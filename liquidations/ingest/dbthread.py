@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 class DbThread:
-    """Run ORM calls on one dedicated thread, on its one connection (replaced when broken)."""
+    """Run ORM calls on one dedicated thread; close_old_connections() before each."""
 
     def __init__(self, *, name: str) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
@@ -38,13 +38,6 @@ class DbThread:
 
 def _with_fresh_connection(func: Callable[..., T]) -> Callable[..., T]:
     def call(*args: Any, **kwargs: Any) -> T:
-        # The thread keeps its connection from call to call: CONN_MAX_AGE=0 is for
-        # requests, and honoured here it closed and reopened the connection around every
-        # batch (SQLite: a new connection and its PRAGMAs, an eighth of the embedded
-        # process's time at 440 events/s). A connection that failed and no longer
-        # answers, or that was left inside a transaction, is still replaced.
-        for connection in connections.all(initialized_only=True):
-            connection.close_at = None
         close_old_connections()
         return func(*args, **kwargs)
 
