@@ -561,7 +561,18 @@ async def _serve_embedded(env: dict[str, str], log_path) -> asyncio.subprocess.P
         return await asyncio.create_subprocess_exec(
             sys.executable, "manage.py", "serve", "--port", str(port),
             cwd=REPO, env=env, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=_default_sigint,
         )  # fmt: skip
+
+
+def _default_sigint() -> None:
+    """Give the server Ctrl-C's default action, whoever started the test run.
+
+    A test run started as a background job of a non-interactive shell (`pytest &` in a
+    script, `nohup`) has SIGINT ignored, and children inherit that: Python then keeps it
+    ignored and Twisted installs no handler, so the SIGINT test's server never stopped.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def _ended(process: asyncio.subprocess.Process) -> None:
