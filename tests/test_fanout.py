@@ -22,6 +22,7 @@ from liquidations.devtools.fake_exchange import FakeExchange
 from liquidations.ingest.pipeline import Ingest
 from liquidations.live.layers import InMemoryChannelLayer, SharedMsgPackSerializer
 from liquidations.models import Liquidation
+from tests.conftest import eventually
 from tests.factories import force_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,11 +88,18 @@ async def test_events_arriving_during_a_write_go_out_as_the_next_batch(settings,
             await exchange.wait_for_clients(1)
             await exchange.broadcast(force_order(symbol="BTCUSDT"))
             venue = ingest.venues["binance"]
-            await _until(lambda: venue.status.events_received == 1)  # its write has begun
+
+            async def write_begun() -> bool:
+                return venue.status.events_received == 1
+
+            async def all_in() -> bool:
+                return venue.status.events_received + len(venue.queue) == 6
+
+            await eventually(write_begun, what="the first write begun")
             for _ in range(5):
                 await exchange.broadcast(force_order(symbol="ETHUSDT"))
             # All five in: parsed for the next batch, or waiting in the backlog.
-            await _until(lambda: venue.status.events_received + len(venue.queue) == 6)
+            await eventually(all_in, what="the five events in")
             await asyncio.sleep(0.1)  # nothing goes out while the first write is held
             assert venue.status.events_stored == 0
             release.set()
@@ -106,13 +114,6 @@ async def test_events_arriving_during_a_write_go_out_as_the_next_batch(settings,
             await ingest.stop()
             await ingest.aclose()
             await layer.group_discard("liquidations.all", member)
-
-
-async def _until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 def test_serve_web_runs_several_daphne_processes_on_one_port(tmp_path):

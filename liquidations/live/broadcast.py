@@ -8,10 +8,9 @@ renders or queries anything. Values are plain types: channels-redis uses msgpack
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -32,7 +31,7 @@ from .contracts import (
     stats_group,
     symbol_group,
 )
-from .templating import substitution_renderer
+from .templating import row_renderer
 
 logger = logging.getLogger(__name__)
 # Every second while the layer is down: a few lines, then a summary a minute.
@@ -61,7 +60,8 @@ def message_rows(
     liquidations: Sequence[LiquidationLike], *, infos: dict[str, SymbolInfo]
 ) -> list[dict[str, Any]]:
     """Render each row once: what one batch message carries per liquidation."""
-    render = _row_renderer()
+    # The same _row.html that pages and the consumer's catch-up render.
+    render = row_renderer("liquidations/_row.html", LiquidationRow)
     return [
         {
             "id": row.id,
@@ -85,12 +85,6 @@ def group_messages(rows: list[dict[str, Any]]) -> Messages:
     return {
         group: {"type": BATCH_MESSAGE_TYPE, "rows": rows} for group, rows in rows_by_group.items()
     }
-
-
-@functools.cache
-def _row_renderer() -> Callable[[object], str]:
-    # The same _row.html that pages and the consumer's catch-up render with Django.
-    return substitution_renderer("liquidations/_row.html", var="row", cls=LiquidationRow)
 
 
 async def broadcast(*, channel_layer: Any, messages: Messages) -> None:

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from django.template.loader import render_to_string
-
-from ..selectors.feed import liquidation_feed, liquidation_rows
+from ..selectors.feed import LiquidationRow, liquidation_feed, liquidation_rows
 from ..selectors.filters import FeedFilter
 from .contracts import MAX_ROWS
+from .templating import row_renderer
 
 
 def catch_up_html(*, symbol: str | None, feed_filter: FeedFilter, since: int) -> str:
@@ -19,7 +18,5 @@ def catch_up_html(*, symbol: str | None, feed_filter: FeedFilter, since: int) ->
         venue=feed_filter.venue,
         after_id=since,
     )[:MAX_ROWS]
-    return "".join(
-        render_to_string("liquidations/_row.html", {"row": row})
-        for row in liquidation_rows(liquidations=liquidations)
-    )
+    render = row_renderer("liquidations/_row.html", LiquidationRow)
+    return "".join(render(row) for row in liquidation_rows(liquidations=liquidations))

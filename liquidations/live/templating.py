@@ -12,6 +12,7 @@ byte for byte.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import logging
 import operator
@@ -47,6 +48,12 @@ def substitution_renderer(template_name: str, *, var: str, cls: type) -> Callabl
     except NotCompilable as exc:
         logger.warning("%s renders through Django's engine (slower): %s", template_name, exc)
         return lambda obj: template.render({var: obj})
+
+
+@functools.cache
+def row_renderer(template_name: str, cls: type) -> Callable[[object], str]:
+    """substitution_renderer for a row partial (`{{ row.<name> }}`), compiled once."""
+    return substitution_renderer(template_name, var="row", cls=cls)
 
 
 def compile_substitution(template: Template, *, var: str, cls: type) -> Callable[[object], str]:

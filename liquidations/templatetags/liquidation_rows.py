@@ -9,25 +9,19 @@ byte (tests/test_templating.py), the partial file still its only source.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from ..live.templating import substitution_renderer
+from ..live.templating import row_renderer
 from ..selectors.feed import LiquidationRow
 
 register = template.Library()
 
 
-@functools.cache
-def _renderer(template_name: str) -> Callable[[object], str]:
-    return substitution_renderer(template_name, var="row", cls=LiquidationRow)
-
-
 @register.simple_tag
 def render_rows(rows: Iterable[LiquidationRow], template_name: str) -> SafeString:
     """Render each row with the partial (autoescaped, as an include would)."""
-    render = _renderer(template_name)
+    render = row_renderer(template_name, LiquidationRow)
     return mark_safe("".join(render(row) for row in rows))  # noqa: S308 - escaped per value
