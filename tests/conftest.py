@@ -474,6 +474,7 @@ class Receiver:
         self.requests: list[Received] = []
         self.status = 200
         self.script: list[tuple[int, dict[str, str]]] = []  # answered first, in order
+        self.delay = 0.0  # seconds between recording a request and answering it
         self.port = _free_port()
         self._runner = None
         self._site = None
@@ -492,6 +493,8 @@ class Receiver:
         )
         async with self._arrived:
             self._arrived.notify_all()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         # No keep-alive: down() must leave no open connection that still answers.
         headers = {**headers, "Connection": "close"}
         return web.json_response({"ok": 200 <= status < 300}, status=status, headers=headers)

@@ -153,6 +153,32 @@ async def test_exactly_once_across_a_restart_and_a_replay_on_postgresql(
     await exactly_once_across_restart_and_replay(fake_exchange, receiver)
 
 
+async def test_a_stop_waits_for_a_send_in_flight_so_the_restart_does_not_repeat_it(
+    upstream_settings, alert_settings, fake_exchange, receiver
+):
+    # The receiver has the message but answers 0.5 s later, after the worker was told to
+    # stop: the stop waits for the answer and records it, so the next worker sends nothing.
+    receiver.delay = 0.5
+    await webhook_rule(receiver, min_usd=Decimal(1_000_000))
+    ingest = await started_ingest(fake_exchange)
+    try:
+        await send(fake_exchange, usd_order(2_000_000))
+        await receiver.wait_until(has_ids(1), what="the alert")
+    finally:
+        await stopped(ingest)
+    assert await sync_to_async(lambda: AlertDelivery.objects.get().state)() == "sent"
+    receiver.delay = 0.0
+    ingest = await started_ingest(fake_exchange)
+    try:
+        await send(fake_exchange, usd_order(3_000_000))
+        await receiver.wait_until(has_ids(2), what="the next alert")
+        await quiet()
+    finally:
+        await stopped(ingest)
+    ids = delivered_ids(receiver)
+    assert len(ids) == len(set(ids)) == 2
+
+
 async def test_a_due_delivery_is_sent_after_a_restart(
     upstream_settings, alert_settings, fake_exchange, receiver
 ):

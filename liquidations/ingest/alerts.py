@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 MATCH_BATCH = 2000  # rows per round: 4,000/s at the default poll, 9x Binance's ceiling
 SEND_CONCURRENCY = 10
 FAILURE_LOG_SECONDS = 60.0
+# On stop, sends in flight get this long to finish and be recorded: a message the
+# destination took but that was never marked sent would go again after the restart.
+STOP_GRACE_SECONDS = 5.0
 
 
 def alerts_match_round(after_id: int) -> int | None:
@@ -103,17 +106,36 @@ class AlertsTask:
     async def run(self) -> None:
         try:
             async with aiohttp.ClientSession() as session:
-                while True:
-                    try:
-                        await self.round(session)
-                    except Exception:
-                        self._log_failure()
-                    await asyncio.sleep(settings.ALERT_POLL_SECONDS)
+                try:
+                    while True:
+                        try:
+                            await self.round(session)
+                        except Exception:
+                            self._log_failure()
+                        await asyncio.sleep(settings.ALERT_POLL_SECONDS)
+                finally:
+                    await self._finish_sends(timeout=STOP_GRACE_SECONDS)
         finally:
-            for task in self._sending.values():
-                task.cancel()
-            await asyncio.gather(*self._sending.values(), return_exceptions=True)
             await self._db.aclose(wait=False)
+
+    async def _finish_sends(self, *, timeout: float) -> None:
+        """Let the sends in flight end and record their outcome; cancel any left after timeout.
+
+        Inside the session: closing it first would cut them off.
+        """
+        sending = list(self._sending.values())
+        if sending:
+            _done, pending = await asyncio.wait(sending, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning(
+                    "%d alert(s) still sending %g s after the stop: sent again after the "
+                    "restart (receivers can drop repeats by X-OrderFox-Delivery)",
+                    len(pending),
+                    timeout,
+                )
+            await asyncio.gather(*sending, return_exceptions=True)
 
     async def round(self, session: aiohttp.ClientSession) -> None:
         if self._watermark is None:

@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 class DbThread:
-    """Run ORM calls on one dedicated thread; close_old_connections() before each."""
+    """Run ORM calls on one dedicated thread, on its one connection (replaced when broken)."""
 
     def __init__(self, *, name: str) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
@@ -38,7 +38,23 @@ class DbThread:
 
 def _with_fresh_connection(func: Callable[..., T]) -> Callable[..., T]:
     def call(*args: Any, **kwargs: Any) -> T:
+        _keep_unpooled_connections()
         close_old_connections()
         return func(*args, **kwargs)
 
     return call
+
+
+def _keep_unpooled_connections() -> None:
+    """Let close_old_connections() keep this thread's connection unless it is pooled.
+
+    CONN_MAX_AGE=0 is for requests. Honoured here it closed and reopened the connection
+    around every batch: for SQLite a new connection and its PRAGMAs, an eighth of the
+    embedded process's time at 440 events/s (py-spy, docs/performance.md). A pooled
+    connection (PostgreSQL) is still handed back and taken again from its pool at each
+    call, which is cheap. A connection that failed and no longer answers (is_usable()),
+    or was left inside a transaction, is still replaced.
+    """
+    for connection in connections.all(initialized_only=True):
+        if getattr(connection, "pool", None) is None:
+            connection.close_at = None
