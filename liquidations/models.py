@@ -3,10 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.db.models import F
+
+from .usd_tiers import UsdTier
 
 # Binance quantities and prices carry at most 8 decimals; 30 digits leaves room for
 # 1000PEPE-sized quantities. The parser refuses numbers that would not fit.
 DECIMAL: dict[str, Any] = {"max_digits": 30, "decimal_places": 12}
+
+# What the tier indexes carry after (tier, trade_time, id); the symbol one leads with it.
+TIER_COVERED = (F("notional_usd"), F("venue"), F("side"), F("symbol"))
 
 
 class Side(models.TextChoices):
@@ -88,9 +94,7 @@ class Liquidation(SideMixin, models.Model):
                 include=["side", "notional_usd", "venue"],
                 name="liquidation_symbol_time_cover",
             ),
-            # By amount: the row holding a window's largest amount, and history's rare
-            # amounts ("above $5M": every one of them in a bounded index-only range scan,
-            # then ordered by time; see analytics._rare_amount_page_ids).
+            # By amount: the row holding a window's largest amount, the admin's amounts.
             models.Index(
                 fields=["notional_usd"],
                 include=["trade_time", "id", "side", "symbol", "venue"],
@@ -100,6 +104,23 @@ class Liquidation(SideMixin, models.Model):
                 fields=["symbol", "notional_usd"],
                 include=["trade_time", "id", "side", "venue"],
                 name="liquidation_symbol_usd_cover",
+            ),
+            # "At least $X, newest first": each size tier newest first, every column the
+            # history filters read in the key (SQLite has no INCLUDE); selectors/tiers.py.
+            models.Index(
+                UsdTier(),
+                F("trade_time").desc(),
+                F("id").desc(),
+                *TIER_COVERED,
+                name="liquidation_tier_time",
+            ),
+            models.Index(
+                F("symbol"),
+                UsdTier(),
+                F("trade_time").desc(),
+                F("id").desc(),
+                *TIER_COVERED[:-1],
+                name="liquidation_symbol_tier_time",
             ),
         ]
 

@@ -1,6 +1,7 @@
-"""History's amount filter: rare amounts (found by the amount index) and common ones (the
-time index) give the same rows in the same (trade_time, id) order, a keyset page at a
-time, with every other filter, newest or oldest first, on SQLite and PostgreSQL."""
+"""History's amount filter, read through the size-tier indexes (selectors/tiers.py): rare
+and common amounts, on a tier's bound or inside a tier, give the rows the filters name in
+(trade_time, id) order, a keyset page at a time, with every other filter, newest or oldest
+first, on SQLite and PostgreSQL; and the queries use the tier indexes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from liquidations.selectors import history as history_selectors
 from liquidations.selectors.history import Cursor, HistoryFilters, liquidation_page
 from liquidations.upstream.events import datetime_to_ms
 from tests.factories import DAY_BOUNDARY_S, liq, store, store_events, venue_event
@@ -84,6 +84,11 @@ COMBINATIONS = [
     {"min_usd": Decimal(5_000_000)},
     {"min_usd": Decimal(1_000_000)},
     {"min_usd": Decimal(150)},
+    # Inside a tier ($1M-$2.5M, $5M-$10M, below $1,000): that tier is filtered by amount.
+    {"min_usd": Decimal(1_500_000)},
+    {"min_usd": Decimal(6_000_000)},
+    {"min_usd": Decimal("130.5")},
+    {"min_usd": Decimal(2_000_000), "side": "SELL"},
     {"min_usd": Decimal(100_000_000)},  # nothing that big: an empty result
     {"symbol": "BTCUSDT", "min_usd": Decimal(1_000_000)},
     {"symbol": "ETHUSDT", "side": "BUY", "min_usd": Decimal(1_000_000)},
@@ -107,26 +112,23 @@ def _filters(spec: dict) -> HistoryFilters:
     )
 
 
-def check_rare_and_common_amounts_agree(monkeypatch) -> None:
+def check_amount_pages(*, limits=(1, 2, 3, 50)) -> None:
     rows = _record(with_bybit=True)
-    for spec, limit, newest_first in itertools.product(COMBINATIONS, (1, 2, 3, 50), (True, False)):
+    for spec, limit, newest_first in itertools.product(COMBINATIONS, limits, (True, False)):
         filters = _filters(spec)
         expected = _expected(rows, filters, newest_first=newest_first)
-        # As rare (the amount index), then as common (the time index): the same rows.
-        for rare_rows in (20_000, 0):
-            monkeypatch.setattr(history_selectors, "RARE_AMOUNT_ROWS", rare_rows)
-            got = _walk(filters, limit=limit, newest_first=newest_first)
-            assert got == expected, (spec, limit, newest_first, rare_rows)
+        got = _walk(filters, limit=limit, newest_first=newest_first)
+        assert got == expected, (spec, limit, newest_first)
 
 
-def check_rare_amount_takes_two_queries() -> None:
+def check_amount_page_takes_two_queries() -> None:
     _record()
     filters = HistoryFilters(min_usd=Decimal(5_000_000))
     with CaptureQueriesContext(connection) as queries:
         page, cursor = liquidation_page(filters=filters, limit=2)
-    # The rows reaching the amount counted, the page's ids among them, its rows by id.
-    assert len(queries) == 3
-    assert "candidates" in queries[1]["sql"]
+    # The page's ids from the tiers at or above $5M, then its rows by id.
+    assert len(queries) == 2
+    assert "tier_12" in queries[0]["sql"] and "tier_11" not in queries[0]["sql"]
     # >= $5M: 6M at 599, 10M at 302, 24M at 301, 6M at 55 and 42M at 0 (ms after T0).
     assert [_ms(row) for row in page] == [599, 302]
     page, cursor = liquidation_page(filters=filters, cursor=cursor, limit=2)
@@ -136,30 +138,70 @@ def check_rare_amount_takes_two_queries() -> None:
     assert cursor is None
 
 
+def check_the_tier_indexes_serve_the_walk() -> None:
+    """EXPLAIN the walk's queries: each tier is an index range (the expression matched)."""
+    _record(with_bybit=True)
+    for spec, index in (
+        ({"min_usd": Decimal(1_500_000)}, "liquidation_tier_time"),
+        ({"min_usd": Decimal(300_000), "venue": "bybit"}, "liquidation_tier_time"),
+        ({"symbol": "BTCUSDT", "min_usd": Decimal(1_500_000)}, "liquidation_symbol_tier_time"),
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            liquidation_page(filters=_filters(spec), limit=50)
+        walks = [q["sql"] for q in queries if "tier_" in q["sql"]]
+        assert len(walks) == 2, spec  # the whole tiers, then the tier the amount falls in
+        for sql in walks:
+            plan = _plan(sql)
+            assert index in plan, (spec, plan)
+
+
+def _plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + sql)
+            return "\n".join(str(row[-1]) for row in cursor.fetchall())
+        # A few test rows: a sequential scan is cheaper, so the planner is told not to.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
 def _ms(row) -> int:
     return datetime_to_ms(row.trade_time) - T0
 
 
 @pytest.mark.django_db
-def test_rare_and_common_amounts_give_the_same_pages(monkeypatch):
-    check_rare_and_common_amounts_agree(monkeypatch)
+def test_amount_pages_hold_exactly_the_matching_rows_in_order():
+    check_amount_pages()
 
 
 @pytest.mark.django_db
-def test_rare_amount_is_found_by_amount_then_fetched_by_id():
-    check_rare_amount_takes_two_queries()
+def test_an_amount_page_is_found_by_tier_then_fetched_by_id():
+    check_amount_page_takes_two_queries()
+
+
+@pytest.mark.django_db
+def test_the_tier_indexes_serve_the_walk():
+    check_the_tier_indexes_serve_the_walk()
 
 
 @pytest.mark.production
 @pytest.mark.django_db
-def test_pg_rare_and_common_amounts_give_the_same_pages(monkeypatch):
-    check_rare_and_common_amounts_agree(monkeypatch)
+def test_pg_amount_pages_hold_exactly_the_matching_rows_in_order():
+    check_amount_pages(limits=(1, 3, 50))
 
 
 @pytest.mark.production
 @pytest.mark.django_db
-def test_pg_rare_amount_is_found_by_amount_then_fetched_by_id():
-    check_rare_amount_takes_two_queries()
+def test_pg_an_amount_page_is_found_by_tier_then_fetched_by_id():
+    check_amount_page_takes_two_queries()
+
+
+@pytest.mark.production
+@pytest.mark.django_db
+def test_pg_the_tier_indexes_serve_the_walk():
+    check_the_tier_indexes_serve_the_walk()
 
 
 @pytest.mark.django_db
@@ -195,7 +237,7 @@ async def test_csv_of_a_rare_amount(async_client):
 
 
 @pytest.mark.django_db
-def test_dashboard_of_a_rare_amount_reads_the_amount_index(client):
+def test_dashboard_of_a_rare_amount_reads_the_tier_index(client):
     rows = _record(with_bybit=True)
     big = sorted(
         (row for row in rows if row.notional_usd >= 5_000_000 and row.venue == "bybit"),
@@ -207,5 +249,5 @@ def test_dashboard_of_a_rare_amount_reads_the_amount_index(client):
     assert response.status_code == 200
     shown = [int(i) for i in re.findall(r'<tr id="liq-(\d+)"', response.content.decode())]
     assert shown == [row.pk for row in big] and shown
-    # Found among the rows reaching the amount, not by walking the record by time.
-    assert any("candidates" in query["sql"] for query in queries)
+    # Found by the tiers at or above $5M, not by walking the record by time.
+    assert any("tier_12" in query["sql"] for query in queries)

@@ -207,8 +207,8 @@ def liquidation_newest(
 ) -> list[Liquidation]:
     """Return a feed's newest rows (a page's first table), newest first.
 
-    Through the history's page query: a rare minimum amount ("above $5M") is found by the
-    amount index instead of walking the whole record by time (selectors/history.py).
+    Through the history's page query: a minimum amount ("above $5M") is found through the
+    size-tier indexes instead of walking the whole record by time (selectors/tiers.py).
     """
     filters = HistoryFilters(
         symbol=symbol or None, venue=venue or None, side=side or None, min_usd=min_usd or None

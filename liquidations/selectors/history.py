@@ -10,11 +10,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 
 from ..models import Liquidation
 from ..upstream.events import MAX_TIMESTAMP_MS, datetime_to_ms, ms_to_datetime
+from .tiers import liquidation_amount_page_ids
 
 # Keyset pagination on (trade_time, id): an opaque cursor names the last row seen.
 
@@ -129,19 +129,18 @@ def liquidation_page(
 
     only: the fields the caller reads (the rest are not loaded; id and trade_time always).
 
-    A rare min_usd is found through the amount index instead (_rare_amount_page_ids);
-    with a side or a common min_usd the time index is walked for ids only. Either way the
-    page's rows are then fetched by id, in the same (trade_time, id) order.
+    With a min_usd the page's ids come from the size-tier indexes (selectors/tiers.py);
+    with a side alone the time index is walked for ids only (on PostgreSQL an index-only
+    scan, side being an INCLUDE column). Either way the page's rows are then fetched by id,
+    in the same (trade_time, id) order.
     """
     queryset = liquidation_keyset(filters=filters, cursor=cursor, newest_first=newest_first)
     ids = None
     if filters.min_usd:
-        ids = _rare_amount_page_ids(
+        ids = liquidation_amount_page_ids(
             filters=filters, cursor=cursor, limit=limit, newest_first=newest_first
         )
-    if ids is None and (filters.min_usd or filters.side):
-        # Filters no time index leads with: walk the index for ids alone (on PostgreSQL an
-        # index-only scan, side and amount being INCLUDE columns), then fetch by id.
+    elif filters.side:
         ids = list(queryset.values_list("id", flat=True)[: limit + 1])
     if ids is not None:
         ordering = queryset.query.order_by
@@ -175,58 +174,3 @@ def liquidation_values_page(
         last = rows[-1]
         return rows, Cursor(trade_time_ms=datetime_to_ms(last.trade_time), id=last.id)
     return rows, None
-
-
-# At most this many rows in scope (all symbols or one) reaching min_usd: the amount is rare.
-RARE_AMOUNT_ROWS = 20_000
-
-
-def _rare_amount_page_ids(
-    *, filters: HistoryFilters, cursor: Cursor | None, limit: int, newest_first: bool
-) -> list[int] | None:
-    """Return the ids of the page when min_usd is rare in scope, or None when it is not.
-
-    A rare amount ("above $5M": a few dozen rows a year) is found by the amount index
-    ((notional_usd) or (symbol, notional_usd), covering trade_time, id and side): count
-    at most RARE_AMOUNT_ROWS + 1 rows reaching min_usd, biggest first (a bounded
-    index-only range scan whatever the table size); if no more than RARE_AMOUNT_ROWS,
-    take those rows again, keep the ones matching the other filters and the cursor, and
-    order them by (trade_time, id). Walking the time index instead reads the whole record
-    to find a handful of rows. When more rows reach the amount, matches are at least
-    RARE_AMOUNT_ROWS / rows-in-scope dense and the caller walks the time index (None).
-    """
-    scope = Liquidation.objects.filter(notional_usd__gte=filters.min_usd)
-    if filters.symbol:
-        scope = scope.filter(symbol=filters.symbol)
-    # Ordered by amount so that only the amount index serves it, stopping at the limit.
-    top = scope.order_by("-notional_usd")[: RARE_AMOUNT_ROWS + 1]
-    if top.count() > RARE_AMOUNT_ROWS:
-        return None
-    top_sql, top_params = top.values("id", "trade_time", "side", "venue").query.sql_with_params()
-    stamp = connection.ops.adapt_datetimefield_value
-    where: list[str] = ["1 = 1"]
-    params: list[Any] = []
-    if filters.side:
-        where.append("side = %s")
-        params.append(filters.side)
-    if filters.venue:
-        where.append("venue = %s")
-        params.append(filters.venue)
-    if filters.start:
-        where.append("trade_time >= %s")
-        params.append(stamp(filters.start))
-    if filters.end:
-        where.append("trade_time < %s")
-        params.append(stamp(filters.end))
-    if cursor is not None:
-        at, past = stamp(cursor.trade_time), "<" if newest_first else ">"
-        where.append(f"(trade_time {past} %s OR (trade_time = %s AND id {past} %s))")
-        params += [at, at, cursor.id]
-    order = "DESC" if newest_first else "ASC"
-    sql = (
-        f"SELECT id FROM ({top_sql}) candidates WHERE {' AND '.join(where)} "
-        f"ORDER BY trade_time {order}, id {order} LIMIT %s"
-    )
-    with connection.cursor() as db:
-        db.execute(sql, [*top_params, *params, limit + 1])
-        return [row[0] for row in db.fetchall()]
