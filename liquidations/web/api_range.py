@@ -16,14 +16,13 @@ from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from ..selectors.history import (
     BadCursor,
     Cursor,
     HistoryFilters,
     liquidation_count_capped,
-    liquidation_page,
     liquidation_values_page,
 )
 from ..upstream.events import datetime_to_ms
@@ -73,7 +72,7 @@ def timeframe_check(request: HttpRequest) -> None:
 
 
 @api_view
-def liquidations(request: HttpRequest) -> StreamingHttpResponse | JsonResponse:
+def liquidations(request: HttpRequest) -> StreamingHttpResponse | HttpResponse:
     """Every liquidation of the range, oldest first, as one JSON array (OrderFox's shape).
 
     With `cursor` or `limit`, the paged form instead: instances older than the paged path
@@ -117,7 +116,7 @@ async def _array_chunks(filters: HistoryFilters) -> AsyncIterator[bytes]:
 
 
 @api_view
-def liquidations_paged(request: HttpRequest) -> JsonResponse:
+def liquidations_paged(request: HttpRequest) -> HttpResponse:
     """Liquidations of [start_timestamp, end_timestamp) in time order, a page at a time."""
     limit = limit_param(request, default=PAGED_DEFAULT_LIMIT)
     filters = range_filters(request)
@@ -126,18 +125,18 @@ def liquidations_paged(request: HttpRequest) -> JsonResponse:
         cursor = Cursor.decode(token) if token is not None else None
     except BadCursor as exc:
         raise BadRequest(f"bad cursor: {exc}") from None
-    # Only the item's columns: the others cost a parse each (three timestamps a row).
-    rows, next_cursor = liquidation_page(
-        filters=filters, cursor=cursor, limit=limit, newest_first=False, only=ITEM_COLUMNS
+    # Plain rows of the item's columns (no model instances), serialised by orjson: the
+    # database's part of a 500-row page is ~3 ms at 20 M rows, the rest was Python.
+    rows, next_cursor = liquidation_values_page(
+        filters=filters, cursor=cursor, limit=limit, fields=ITEM_COLUMNS
     )
     assert filters.start is not None and filters.end is not None
-    return JsonResponse(
-        {
-            "symbol": filters.symbol,
-            "start_timestamp": datetime_to_ms(filters.start),
-            "end_timestamp": datetime_to_ms(filters.end),
-            "limit": limit,
-            "data": [liquidation_item(liq) for liq in rows],
-            "next_cursor": next_cursor.encode() if next_cursor else None,
-        }
-    )
+    body = {
+        "symbol": filters.symbol,
+        "start_timestamp": datetime_to_ms(filters.start),
+        "end_timestamp": datetime_to_ms(filters.end),
+        "limit": limit,
+        "data": [liquidation_item(row) for row in rows],
+        "next_cursor": next_cursor.encode() if next_cursor else None,
+    }
+    return HttpResponse(orjson.dumps(body), content_type="application/json")
