@@ -241,7 +241,13 @@ def test_row_checkbox_is_what_djangos_widget_renders():
 
 @pytest.mark.parametrize(
     "query",
-    ["", "?venue__exact=bybit", "?q=BTC&side__exact=SELL", "?o=-1", "?trade_time__gte=2020-01-01+00%3A00%3A00%2B00%3A00"],
+    [
+        "",
+        "?venue__exact=bybit",
+        "?q=BTC&side__exact=SELL",
+        "?o=-1",
+        "?trade_time__gte=2020-01-01+00%3A00%3A00%2B00%3A00",
+    ],
 )
 def test_fast_rows_are_djangos_rows_byte_for_byte(liquidations, query, rf):
     """{% fast_result_list %} renders what Django's {% result_list %} renders."""
@@ -262,7 +268,7 @@ def test_fast_rows_are_djangos_rows_byte_for_byte(liquidations, query, rf):
     context = Context({"cl": cl, "opts": cl.opts})
     djangos = Template("{% load admin_list %}{% result_list cl %}").render(context)
     ours = Template("{% load admin_result_list %}{% fast_result_list cl %}").render(context)
-    assert "<tr><td class=\"action-checkbox\">" in ours
+    assert '<tr><td class="action-checkbox">' in ours
     assert ours == djangos
     # ... by its own path, not by handing this changelist to Django's tag.
     assert admin_result_list._columns(cl) is not None and admin_result_list._change_url(cl)

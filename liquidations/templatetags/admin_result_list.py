@@ -52,8 +52,7 @@ def fast_result_list(cl: Any) -> dict[str, Any]:
         return admin_list.result_list(cl)
     headers = list(admin_list.result_headers(cl))
     rows = [
-        admin_list.ResultList(None, [mark_safe(_row(obj, columns, url))])
-        for obj in cl.result_list
+        admin_list.ResultList(None, [mark_safe(_row(obj, columns, url))]) for obj in cl.result_list
     ]
     return {
         "cl": cl,
