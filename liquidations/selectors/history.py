@@ -128,30 +128,13 @@ def liquidation_page(
     """Return one page after the cursor and the cursor of the next page (None at the end).
 
     only: the fields the caller reads (the rest are not loaded; id and trade_time always).
-
-    With a min_usd the page's ids come from the size-tier indexes (selectors/tiers.py);
-    with a side alone the time index is walked for ids only (on PostgreSQL an index-only
-    scan, side being an INCLUDE column). Either way the page's rows are then fetched by id,
-    in the same (trade_time, id) order.
     """
-    queryset = liquidation_keyset(filters=filters, cursor=cursor, newest_first=newest_first)
-    ids = None
-    if filters.min_usd:
-        ids = liquidation_amount_page_ids(
-            filters=filters, cursor=cursor, limit=limit, newest_first=newest_first
-        )
-    elif filters.side:
-        ids = list(queryset.values_list("id", flat=True)[: limit + 1])
-    if ids is not None:
-        ordering = queryset.query.order_by
-        queryset = Liquidation.objects.filter(pk__in=ids).order_by(*ordering)
+    queryset = _page_queryset(
+        filters=filters, cursor=cursor, limit=limit, newest_first=newest_first
+    )
     if only:
         queryset = queryset.only("id", "trade_time", *only)
-    rows = list(queryset[: limit + 1])
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, Cursor.after(rows[-1])
-    return rows, None
+    return _cut(list(queryset[: limit + 1]), limit)
 
 
 def liquidation_values_page(
@@ -160,17 +143,46 @@ def liquidation_values_page(
     cursor: Cursor | None = None,
     limit: int,
     fields: Sequence[str],
+    newest_first: bool = False,
 ) -> tuple[list[Any], Cursor | None]:
-    """Return one page, oldest first, as named tuples of the fields (plus id, trade_time).
+    """Return one page as named tuples of the fields (plus id and trade_time).
 
-    For bulk reads (the range API): no model instances, no unused columns; about half
-    the time of liquidation_page per row.
+    For bulk reads (the range API, CSV downloads): no model instances, no unused
+    columns; about half the time of liquidation_page per row.
     """
     names = tuple(dict.fromkeys(("id", "trade_time", *fields)))
-    queryset = liquidation_keyset(filters=filters, cursor=cursor, newest_first=False)
-    rows = list(queryset.values_list(*names, named=True)[: limit + 1])
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        return rows, Cursor(trade_time_ms=datetime_to_ms(last.trade_time), id=last.id)
-    return rows, None
+    queryset = _page_queryset(
+        filters=filters, cursor=cursor, limit=limit, newest_first=newest_first
+    )
+    return _cut(list(queryset.values_list(*names, named=True)[: limit + 1]), limit)
+
+
+def _page_queryset(
+    *, filters: HistoryFilters, cursor: Cursor | None, limit: int, newest_first: bool
+) -> QuerySet[Liquidation]:
+    """The page's rows (limit + 1 of them, in page order) as a queryset to slice.
+
+    With a min_usd the page's ids come from the size-tier indexes (selectors/tiers.py);
+    with a side alone the time index is walked for ids only (on PostgreSQL an index-only
+    scan, side being an INCLUDE column). Either way the page's rows are then fetched by id,
+    in the same (trade_time, id) order.
+    """
+    queryset = liquidation_keyset(filters=filters, cursor=cursor, newest_first=newest_first)
+    if filters.min_usd:
+        ids = liquidation_amount_page_ids(
+            filters=filters, cursor=cursor, limit=limit, newest_first=newest_first
+        )
+    elif filters.side:
+        ids = list(queryset.values_list("id", flat=True)[: limit + 1])
+    else:
+        return queryset
+    return Liquidation.objects.filter(pk__in=ids).order_by(*queryset.query.order_by)
+
+
+def _cut(rows: list[Any], limit: int) -> tuple[list[Any], Cursor | None]:
+    """The page (limit rows at most) and the cursor after it, if there is more."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, Cursor(trade_time_ms=datetime_to_ms(last.trade_time), id=last.id)

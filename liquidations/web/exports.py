@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import unicodedata
 from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from ..models import Liquidation
-from ..selectors.history import Cursor, HistoryFilters, liquidation_page
+from ..models import Liquidation, Side
+from ..selectors.history import Cursor, HistoryFilters, liquidation_values_page
 from ..upstream.events import datetime_to_ms
 
 CSV_CHUNK_ROWS = 2000
@@ -77,16 +78,37 @@ def _line(cells: Iterable[object]) -> str:
     return _echo.writerow([csv_cell(cell) for cell in cells])
 
 
-def csv_row(liq: Liquidation) -> tuple:
+# What a CSV line reads: a page of plain rows, not model instances (half the time a row).
+CSV_COLUMNS = (
+    "venue",
+    "instrument",
+    "symbol",
+    "side",
+    "order_type",
+    "time_in_force",
+    "original_quantity",
+    "price",
+    "average_price",
+    "order_status",
+    "last_filled_quantity",
+    "filled_quantity",
+    "notional_usd",
+    "event_time",
+    "received_at",
+)
+
+
+def csv_row(liq: Any) -> tuple:
+    """One line's cells from a Liquidation or a row of CSV_COLUMNS (plus id, trade_time)."""
     return (
-        liq.pk,
+        liq.id,
         liq.trade_time.isoformat(timespec="milliseconds"),
         datetime_to_ms(liq.trade_time),
         liq.venue,
         liq.instrument,
         liq.symbol,
         liq.side,
-        "long" if liq.is_long_liquidated else "short",
+        "long" if liq.side == Side.SELL else "short",
         liq.order_type,
         liq.time_in_force,
         liq.original_quantity,
@@ -113,8 +135,12 @@ async def _filtered_lines(filters: HistoryFilters) -> AsyncIterator[str]:
     yield _line(CSV_HEADER)
     cursor: Cursor | None = None
     while True:
-        rows, cursor = await sync_to_async(liquidation_page)(
-            filters=filters, cursor=cursor, limit=CSV_CHUNK_ROWS
+        rows, cursor = await sync_to_async(liquidation_values_page)(
+            filters=filters,
+            cursor=cursor,
+            limit=CSV_CHUNK_ROWS,
+            fields=CSV_COLUMNS,
+            newest_first=True,
         )
         yield "".join(_line(csv_row(liq)) for liq in rows)
         if cursor is None:
