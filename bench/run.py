@@ -396,7 +396,7 @@ def main() -> None:
     parser.add_argument(
         "--scale-rows", type=int, default=20_000_000, help="rows of the scale part (kept)"
     )
-    parser.add_argument("--scale-reps", type=int, default=5, help="scale: requests per round")
+    parser.add_argument("--scale-reps", type=int, default=10, help="scale: requests per round")
     parser.add_argument(
         "--live-against",
         default=live_cells.REFERENCE,

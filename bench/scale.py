@@ -7,7 +7,8 @@ reused by later runs while it still holds exactly N rows; `migrate` runs first, 
 index is built on the kept rows. Requests go one at a time over a keep-alive connection
 to `manage.py serve_web` (2 daphne processes, Redis layer), rounds interleaved so a noisy
 moment hits every combination alike; each combination's first page is timed end to end
-(a CSV: the whole download). Prints one JSON object (p50/p95/p99 per combination).
+(a CSV: the whole download, and for two of them also the first byte: how soon the
+download starts). Prints one JSON object (p50/p95/p99 per combination).
 """
 
 from __future__ import annotations
@@ -222,8 +223,10 @@ def combinations(facts: dict) -> dict[str, str]:
         "history, empty: March ≥ $100M": history(min_usd=100_000_000, **month),
         "CSV, ≥ $5M (whole file)": csv(**big),
         f"CSV, {busiest} ≥ $1M (whole file)": csv(symbol=busiest, min_usd=1_000_000),
+        f"CSV, {busiest} ≥ $1M (first byte)": csv(symbol=busiest, min_usd=1_000_000),
         "CSV, empty: ≥ $100M (whole file)": csv(min_usd=100_000_000),
         "CSV, venue okx ≥ $1M (whole file)": csv(venue="okx", min_usd=1_000_000),
+        "CSV, venue okx ≥ $1M (first byte)": csv(venue="okx", min_usd=1_000_000),
         # The paged form's first page (500 rows): the array form answers a whole range
         # at once (one day is ~55,000 rows here), a download, not a page.
         "API paged, one day": paged(**ms_day),
@@ -298,8 +301,10 @@ def login(conn: http.client.HTTPConnection) -> str:
 
 
 def time_get(
-    conn: http.client.HTTPConnection, path: str, reps: int, cookie: str
+    conn: http.client.HTTPConnection, path: str, reps: int, cookie: str, first_byte: bool = False
 ) -> tuple[list[float], int]:
+    """Time GET path reps times after a warm-up: to the last byte, or to the first byte of
+    the body (a streamed CSV: how soon the download starts)."""
     samples, size = [], 0
     headers = {"Host": "127.0.0.1"}
     if path.startswith("/admin/"):
@@ -308,8 +313,13 @@ def time_get(
         started = time.perf_counter()
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
-        body = response.read()
-        elapsed = (time.perf_counter() - started) * 1000
+        if first_byte:
+            body = response.read(1)
+            elapsed = (time.perf_counter() - started) * 1000
+            body += response.read()
+        else:
+            body = response.read()
+            elapsed = (time.perf_counter() - started) * 1000
         if response.status != 200:
             raise RuntimeError(f"GET {path} answered {response.status}: {body[:300]!r}")
         if i >= 1:  # one warm-up request
@@ -344,7 +354,9 @@ def main(args) -> dict:
         for round_ in range(args.rounds):
             baseline += time_get(conn, BASELINE_PATH, args.reps, cookie)[0]
             for combo, path in paths.items():
-                values, sizes[combo] = time_get(conn, path, args.reps, cookie)
+                values, sizes[combo] = time_get(
+                    conn, path, args.reps, cookie, first_byte="(first byte)" in combo
+                )
                 samples[combo] += values
             log(f"  round {round_ + 1}/{args.rounds} done")
         conn.close()
