@@ -305,8 +305,10 @@ LOGGING = {
 # Live fan-out (liquidations/live/coalescing.py): each web process holds its next round
 # of frames until writing them takes at most LIVE_FANOUT_BUDGET of its time (a quiet
 # process never waits), and never longer than LIVE_FANOUT_MAX_WINDOW seconds (0: no
-# coalescing). The worker publishes every batch as soon as it is stored.
-LIVE_FANOUT_BUDGET = float(env_str("LIVE_FANOUT_BUDGET", "0.5"))
+# coalescing). The worker publishes every batch as soon as it is stored. With Redis
+# (production) several web processes and the worker share the machine: 0.3 each; the
+# one embedded process gets 0.5 (docs/performance.md, "Coalescing by load").
+LIVE_FANOUT_BUDGET = float(env_str("LIVE_FANOUT_BUDGET", "0.3" if REDIS_URL else "0.5"))
 LIVE_FANOUT_MAX_WINDOW = float(env_str("LIVE_FANOUT_MAX_WINDOW", "0.1"))
 
 # Reconnect backoff and connection rotation (Binance cuts connections at 24 h); the

@@ -240,7 +240,7 @@ async def test_publisher_sends_bounded_strips_for_touched_scopes():
     for group in ("stats.all", "stats.AUSDT", "stats.BUSDT"):
         members[group] = await layer.new_channel()
         await layer.group_add(group, members[group])
-    publisher = StatsPublisher(channel_layer=layer, max_symbols=1, idle_refresh=3600)
+    publisher = StatsPublisher(channel_layer=layer, max_symbols=1, idle_refresh=3600, interval=0.05)
     # Just published (monotonic clock): the idle refresh is an hour away.
     state = (0, time.monotonic())
     # Nothing new: nothing sent.

@@ -141,17 +141,16 @@ def stats_html(*, symbol: str | None, stats: list[WindowStats], oob: bool = Fals
     return render_to_string("liquidations/_stats.html", {**context, "oob": oob})
 
 
-def stats_messages(*, include_all: bool, symbols: list[str]) -> Messages:
-    """Compute every scope's windows at once, render each strip once: one message per group."""
-    scopes: list[str | None] = [None] if include_all else []
-    scopes += symbols
-    if not scopes:
-        return {}
-    every = liquidation_stats_many(scopes=scopes, now=timezone.now())
+def stats_compute(*, scopes: list[str | None]) -> dict[str | None, list[WindowStats]]:
+    """Every scope's windows at once (one read of the rollup and the recent rows)."""
+    return liquidation_stats_many(scopes=scopes, now=timezone.now())
+
+
+def stats_message(*, scope: str | None, stats: list[WindowStats]) -> Messages:
+    """Render one scope's strip once: the message of its group."""
     return {
         stats_group(scope): {
             "type": STATS_MESSAGE_TYPE,
-            "html": stats_html(symbol=scope, oob=True, stats=every[scope]),
+            "html": stats_html(symbol=scope, oob=True, stats=stats),
         }
-        for scope in scopes
     }
