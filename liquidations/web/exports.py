@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..models import Liquidation, Side
 from ..selectors.history import Cursor, HistoryFilters, liquidation_values_page
+from ..services.liquidations import INSERT_FIELDS
 from ..upstream.events import datetime_to_ms
 
 CSV_CHUNK_ROWS = 2000
@@ -79,23 +80,7 @@ def _line(cells: Iterable[object]) -> str:
 
 
 # What a CSV line reads: a page of plain rows, not model instances (half the time a row).
-CSV_COLUMNS = (
-    "venue",
-    "instrument",
-    "symbol",
-    "side",
-    "order_type",
-    "time_in_force",
-    "original_quantity",
-    "price",
-    "average_price",
-    "order_status",
-    "last_filled_quantity",
-    "filled_quantity",
-    "notional_usd",
-    "event_time",
-    "received_at",
-)
+CSV_COLUMNS = INSERT_FIELDS  # every stored column
 
 
 def csv_row(liq: Any) -> tuple:
