@@ -34,12 +34,12 @@ def liquidation_amount_page_ids(
     wanted = limit + 1
     lowest = tier_of(filters.min_usd)
     whole = [tier for tier in range(lowest, TOP_TIER + 1) if tier_low(tier) >= filters.min_usd]
-    rows = _tiers_newest(whole, filters=filters, cursor=cursor, newest_first=newest_first, n=wanted)
+    rows = _tiers_first(whole, filters=filters, cursor=cursor, newest_first=newest_first, n=wanted)
     if tier_low(lowest) < filters.min_usd:
         # The tier min_usd falls in: its amounts filtered, read no further back in time
         # than the whole tiers' page reached (a row beyond it could not be on the page).
         reach = rows[wanted - 1][1] if len(rows) >= wanted else None
-        rows += _tiers_newest(
+        rows += _tiers_first(
             [lowest],
             filters=filters,
             cursor=cursor,
@@ -52,7 +52,7 @@ def liquidation_amount_page_ids(
     return [row[0] for row in rows[:wanted]]
 
 
-def _tiers_newest(
+def _tiers_first(
     tiers: list[int],
     *,
     filters: HistoryFilters,
