@@ -12,7 +12,8 @@ from django.db.models import Max, Min, QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
 from .models import ConnectionGap, DeadLetter, Liquidation, Side, Symbol, WorkerState
@@ -212,13 +213,12 @@ class LiquidationAdmin(ReadOnlyAdmin):
 
     def action_checkbox(self, obj):
         """The row's checkbox as Django's CheckboxInput renders it, without the widget
-        template (a quarter of the list's render time at 50 rows)."""
-        label = format_html(_("Select this object for an action - {}"), str(obj))
-        return format_html(
-            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
-            helpers.ACTION_CHECKBOX_NAME,
-            str(obj.pk),
-            label,
+        template (a quarter of the list's render time at 50 rows), in one string: the
+        translated label is trusted as Django's format_html trusts it, the row escaped."""
+        label = _("Select this object for an action - {}").format(escape(str(obj)))
+        return mark_safe(
+            f'<input type="checkbox" name="{helpers.ACTION_CHECKBOX_NAME}" value="{obj.pk}" '
+            f'class="action-select" aria-label="{label}">'
         )
 
     def get_search_results(self, request, queryset, search_term):

@@ -29,6 +29,10 @@ class Venue(models.TextChoices):
     OKX = "okx", "OKX"
 
 
+VENUE_LABELS: dict[str, str] = dict(Venue.choices)
+SIDE_LABELS: dict[str, str] = dict(Side.choices)
+
+
 class SideMixin:
     """is_long_liquidated for anything with a Binance-style order side (.side)."""
 
@@ -125,9 +129,11 @@ class Liquidation(SideMixin, models.Model):
         ]
 
     def __str__(self) -> str:
+        # Labels from plain dicts: get_FOO_display() builds its choices dict per call, and
+        # the admin's list calls this once a row (its checkbox label).
         return (
-            f"{self.get_venue_display()} {self.symbol} {self.get_side_display()} "
-            f"{self.filled_quantity} @ {self.average_price}"
+            f"{VENUE_LABELS.get(self.venue, self.venue)} {self.symbol} "
+            f"{SIDE_LABELS.get(self.side, self.side)} {self.filled_quantity} @ {self.average_price}"
         )
 
 

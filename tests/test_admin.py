@@ -237,6 +237,11 @@ def test_row_checkbox_is_what_djangos_widget_renders():
     assert model_admin.action_checkbox(row) == django_admin.ModelAdmin.action_checkbox(
         model_admin, row
     )
+    # Its label is the row's str(), labels from the model's choices.
+    assert str(row) == (
+        f"{row.get_venue_display()} {row.symbol} {row.get_side_display()} "
+        f"{row.filled_quantity} @ {row.average_price}"
+    )
 
 
 @pytest.mark.parametrize(
