@@ -31,8 +31,8 @@ application = ProtocolTypeRouter(
 )
 
 
-# Everything loaded so far (Django, the URL conf, templates, modules) lives as long as the
-# process: out of the collector's way. Each full collection walked it, and those pauses
-# were the pages' p95 at 20 M rows: 59-91 ms in a serve_web process during make bench
-# (gc.callbacks), 5-12 ms once frozen (docs/performance.md, "Scale").
+# Everything loaded so far (Django, the URL conf, modules) lives as long as the process:
+# out of the collector's way. Full collections in a serve_web process during the scale
+# bench paused it 59-91 ms (timed with gc.callbacks), 5-12 ms once frozen. (An A/B of
+# the pages' p95 could not separate it from this machine's noise: docs/performance.md.)
 gc.freeze()
