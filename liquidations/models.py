@@ -29,8 +29,10 @@ class Venue(models.TextChoices):
     OKX = "okx", "OKX"
 
 
-VENUE_LABELS: dict[str, str] = dict(Venue.choices)
-SIDE_LABELS: dict[str, str] = dict(Side.choices)
+# Labels as plain dicts, for code that labels many rows (get_FOO_display() builds its
+# choices dict per call).
+VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
+SIDE_LABELS: dict[str, str] = {side.value: str(side.label) for side in Side}
 
 
 class SideMixin:
@@ -129,8 +131,7 @@ class Liquidation(SideMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        # Labels from plain dicts: get_FOO_display() builds its choices dict per call, and
-        # the admin's list calls this once a row (its checkbox label).
+        # The admin's list calls this once a row (its checkbox label).
         return (
             f"{VENUE_LABELS.get(self.venue, self.venue)} {self.symbol} "
             f"{SIDE_LABELS.get(self.side, self.side)} {self.filled_quantity} @ {self.average_price}"

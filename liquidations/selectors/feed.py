@@ -13,7 +13,7 @@ from urllib.parse import quote
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from ..models import Liquidation, Side, SideMixin, Venue
+from ..models import SIDE_LABELS, VENUE_LABELS, Liquidation, Side, SideMixin
 from .history import HistoryFilters, liquidation_page
 from .symbols import SymbolInfo, symbol_info, symbol_info_map
 
@@ -123,8 +123,6 @@ def _quantum(places: int) -> Decimal:
     return Decimal(1).scaleb(-places)
 
 
-SIDE_LABELS = {side.value: side.label for side in Side}
-VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
 SIDE_CLASSES = {Side.SELL.value: "liq-long", Side.BUY.value: "liq-short"}
 
 

@@ -14,7 +14,15 @@ from typing import Any
 from django.db.models import Aggregate, Count, Max, Q, QuerySet, Sum
 from django.utils import timezone
 
-from ..models import Liquidation, LiquidationMinute, RollupState, Side, SideMixin, Venue
+from ..models import (
+    VENUE_LABELS,
+    Liquidation,
+    LiquidationMinute,
+    RollupState,
+    Side,
+    SideMixin,
+    Venue,
+)
 from ..upstream.events import datetime_to_ms, ms_to_datetime
 from .volume import usd_cents
 
@@ -53,7 +61,6 @@ class VenueSplit:
         return self.long_usd + self.short_usd
 
 
-VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
 VENUE_ORDER = {venue.value: n for n, venue in enumerate(Venue)}
 ZERO = Decimal(0)
 

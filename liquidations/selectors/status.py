@@ -9,7 +9,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from ..models import Venue, WorkerState
+from ..models import VENUE_LABELS, WorkerState
 
 # The worker saves its state every second; this much silence means it is not running.
 WORKER_STALE_SECONDS = 15.0
@@ -27,9 +27,6 @@ class VenueState:
     @property
     def label(self) -> str:
         return VENUE_LABELS.get(self.venue, self.venue)
-
-
-VENUE_LABELS: dict[str, str] = {venue.value: str(venue.label) for venue in Venue}
 
 
 @dataclass(frozen=True, slots=True)
