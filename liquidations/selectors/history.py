@@ -47,8 +47,9 @@ class Cursor:
         return cursor
 
     @classmethod
-    def after(cls, liquidation: Liquidation) -> Cursor:
-        return cls(trade_time_ms=datetime_to_ms(liquidation.trade_time), id=liquidation.pk)
+    def after(cls, row: Any) -> Cursor:
+        """The cursor after a row: a Liquidation, or a named tuple with id and trade_time."""
+        return cls(trade_time_ms=datetime_to_ms(row.trade_time), id=row.id)
 
     @property
     def trade_time(self) -> datetime:
@@ -184,5 +185,4 @@ def _cut(rows: list[Any], limit: int) -> tuple[list[Any], Cursor | None]:
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
-    last = rows[-1]
-    return rows, Cursor(trade_time_ms=datetime_to_ms(last.trade_time), id=last.id)
+    return rows, Cursor.after(rows[-1])
