@@ -171,7 +171,7 @@ def _page_queryset(
     queryset = liquidation_keyset(filters=filters, cursor=cursor, newest_first=newest_first)
     if filters.min_usd:
         ids = liquidation_amount_page_ids(
-            filters=filters, cursor=cursor, limit=limit, newest_first=newest_first
+            queryset=queryset, min_usd=filters.min_usd, limit=limit, newest_first=newest_first
         )
     elif filters.side:
         ids = list(queryset.values_list("id", flat=True)[: limit + 1])
