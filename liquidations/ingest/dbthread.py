@@ -26,7 +26,7 @@ class DbThread:
 
     async def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await sync_to_async(
-            _with_fresh_connection(func), thread_sensitive=False, executor=self._executor
+            _with_usable_connection(func), thread_sensitive=False, executor=self._executor
         )(*args, **kwargs)
 
     async def aclose(self, *, wait: bool = True) -> None:
@@ -36,7 +36,7 @@ class DbThread:
         self._executor.shutdown(wait=wait)
 
 
-def _with_fresh_connection(func: Callable[..., T]) -> Callable[..., T]:
+def _with_usable_connection(func: Callable[..., T]) -> Callable[..., T]:
     def call(*args: Any, **kwargs: Any) -> T:
         _keep_unpooled_connections()
         close_old_connections()
