@@ -73,6 +73,30 @@ def test_changelist_shows_time_symbol_side_quantity_price_and_usd(staff_client, 
     assert "export_csv" in html
 
 
+def test_a_finer_quantity_than_the_listing_is_shown_unrounded(staff_client, liquidations):
+    """OKX's quantity (contracts × contract value) can be finer than Binance's listing."""
+    from tests.factories import venue_event
+
+    liquidation_store_batch(
+        events=[venue_event(venue="okx", symbol="BTCUSDT", instrument="BTC-USDT-SWAP", z="0.0001")]
+    )
+    html = _rows(staff_client.get(f"{CHANGELIST}?venue__exact=okx"))
+    assert "0.0001 BTC" in html  # not "0.000 BTC" at the listing's 3 places
+
+
+def test_a_page_reads_only_the_columns_it_shows(staff_client, liquidations):
+    """The 50 rows of a page: their shown columns, not every column of the record."""
+    with CaptureQueriesContext(connection) as captured:
+        response = staff_client.get(CHANGELIST)
+    rows = [q["sql"] for q in captured if "ORDER BY" in q["sql"] and "trade_time" in q["sql"]]
+    assert rows and all("received_at" not in sql for sql in rows), rows
+    # The export still writes whole rows.
+    ids = [str(liq.pk) for liq in liquidations]
+    response = staff_client.post(CHANGELIST, {"action": "export_csv", "_selected_action": ids})
+    header = next(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert "received_at" in header and "order_status" in header, header
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
