@@ -25,6 +25,8 @@ HOSTILE = [
     "\n=1",
     " =1",
     "\u3000=1",
+    "\u200b=1",  # an invisible character first
+    "\u00a0 @1",
     "\uff1d1",
     "\uff0b1",
     "\uff0d1",
@@ -37,7 +39,9 @@ def test_a_formula_cell_gets_a_quote_prefix(value):
     assert csv_cell(value) == "'" + value
 
 
-@pytest.mark.parametrize("value", ["LIMIT", "BTCUSDT", "", "a=1", "1.5"])
+@pytest.mark.parametrize(
+    "value", ["LIMIT", "BTCUSDT", "", "a=1", "1.5", "Über", "\uff11\uff12", "2026-12-01T00:00"]
+)
 def test_plain_text_is_left_alone(value):
     assert csv_cell(value) == value
 

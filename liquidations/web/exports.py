@@ -64,8 +64,8 @@ def csv_cell(value: object) -> object:
     Text is prefixed with ' when, past any leading whitespace or invisible characters, it
     starts like a formula, or when it starts with a tab, CR or LF. Numbers are left alone.
     """
-    if not isinstance(value, str):
-        return value
+    if not isinstance(value, str) or value[:1].isalnum():
+        return value  # a number, or text starting with a letter or digit (most cells)
     for char in value:
         if char in FORMULA_STARTS:
             return "'" + value
