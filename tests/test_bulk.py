@@ -80,3 +80,19 @@ def test_load_synthetic_command_reports_its_rate():
     call_command("load_synthetic", "--count", "200", "--days", "1", "--seed", "1", stdout=out)
     assert out.getvalue().startswith("Loaded 200 liquidations over 1 days in ")
     assert Liquidation.objects.count() == 200
+
+
+@pytest.mark.django_db
+def test_a_load_logs_its_progress_when_stderr_is_not_a_terminal(caplog, monkeypatch):
+    """A benchmark's or a container's log shows how far a long load is, and its rate."""
+    from liquidations.devtools import bulk
+
+    monkeypatch.setattr(bulk, "PROGRESS_LOG_SECONDS", 0.0)
+    with caplog.at_level("INFO", logger="liquidations.devtools.bulk"):
+        bulk_load_synthetic(count=500, days=1, seed=3, end=END, progress=True)
+    written = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Written ")]
+    assert len(written) == 499  # every row but the last, at this interval
+    assert written[0].startswith("Written 1 of 500 rows (0%), ")
+    assert written[-1].startswith("Written 499 of 500 rows (100%), ")
+    assert "rows/s, about" in written[-1]
+    assert Liquidation.objects.count() == 500

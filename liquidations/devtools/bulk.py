@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -195,6 +195,8 @@ def bulk_load_synthetic(
         from tqdm import tqdm
 
         rows = tqdm(rows, total=count, unit=" rows", unit_scale=True, mininterval=1, smoothing=0.05)
+    elif progress:  # a log file (a benchmark's, a container's): a line now and then
+        rows = _logged_progress(rows, total=count)
     connection = connections[using]
     started = time.perf_counter()
     if connection.vendor == "postgresql":
@@ -202,6 +204,7 @@ def bulk_load_synthetic(
         elapsed = time.perf_counter() - started
         # VACUUM cannot run in a transaction (as in a test); autovacuum gets there later.
         if not connection.in_atomic_block:
+            logger.info("Refreshing the planner statistics and visibility map (VACUUM ANALYZE)")
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"VACUUM ANALYZE {connection.ops.quote_name(Liquidation._meta.db_table)}"
@@ -212,6 +215,7 @@ def bulk_load_synthetic(
         planner_stats_refresh(using=using)
     if using == "default":
         # What the running worker would do within a second: roll the new rows up.
+        logger.info("Rolling the rows up into the per-minute stats")
         liquidation_rollup_catch_up(settled_before=datetime.now(tz=UTC) + timedelta(seconds=1))
     result = LoadResult(count=count, seconds=elapsed, vendor=connection.vendor)
     logger.info(
@@ -223,6 +227,28 @@ def bulk_load_synthetic(
         result.vendor,
     )
     return result
+
+
+PROGRESS_LOG_SECONDS = 30.0
+
+
+def _logged_progress(rows: Iterator[tuple[str, ...]], *, total: int) -> Iterator[tuple[str, ...]]:
+    """Yield the rows, logging how many were written, the rate and the time left."""
+    started = last = time.perf_counter()
+    for done, row in enumerate(rows, 1):
+        yield row
+        now = time.perf_counter()
+        if now - last >= PROGRESS_LOG_SECONDS and done < total:
+            last = now
+            rate = done / (now - started)
+            logger.info(
+                "Written %d of %d rows (%.0f%%), %.0f rows/s, about %.0f s left",
+                done,
+                total,
+                100 * done / total,
+                rate,
+                (total - done) / rate,
+            )
 
 
 def _column(name: str) -> str:
@@ -244,8 +270,17 @@ def _copy_postgresql(connection, rows) -> None:
         if rebuild:
             # Sorting each index in one go: sort memory, and the load's lock held meanwhile.
             cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            for statement in rebuild:
+            logger.info("Rows written; building %d indexes and constraints", len(rebuild))
+            for n, statement in enumerate(rebuild, 1):
+                started = time.perf_counter()
                 cursor.execute(statement)
+                logger.info(
+                    "Index %d of %d built in %.1f s: %s",
+                    n,
+                    len(rebuild),
+                    time.perf_counter() - started,
+                    statement.split(" USING ", 1)[0],
+                )
 
 
 def _set_indexes_aside(cursor, table: str) -> list[str]:
