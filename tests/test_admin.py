@@ -301,3 +301,37 @@ def test_fast_rows_are_djangos_rows_byte_for_byte(liquidations, query, rf):
     assert ours == djangos
     # ... by its own path, not by handing this changelist to Django's tag.
     assert admin_result_list._columns(cl) is not None and admin_result_list._change_url(cl)
+
+
+def test_pages_go_as_deep_as_the_listed_rows_and_say_how_to_reach_the_rest(
+    staff_client, monkeypatch
+):
+    """The last of 50 million rows' pages would be a 10 s OFFSET: pages stop at
+    MAX_LISTED_ROWS, a deeper page number shows the last listed page, and the page says
+    the filters reach the rest."""
+    from django.contrib import admin as django_admin
+
+    model_admin = django_admin.site._registry[Liquidation]
+    monkeypatch.setattr(model_admin, "list_per_page", 2)
+    monkeypatch.setattr(liquidation_admin, "EXACT_COUNT_LIMIT", 4)  # estimated beyond
+    monkeypatch.setattr(liquidation_admin, "MAX_LISTED_ROWS", 6)
+    now_ms = int(timezone.now().timestamp() * 1000)
+    rows = liquidation_store_batch(
+        events=[parse_frame(frame(force_order(T=now_ms - 1000 * n))) for n in range(12)]
+    )
+    newest_first = [row.pk for row in sorted(rows, key=lambda r: r.trade_time, reverse=True)]
+    for query, shown in [("?p=2", newest_first[2:4]), ("?p=3", newest_first[4:6])]:
+        response = staff_client.get(CHANGELIST + query)
+        assert [row.pk for row in response.context["cl"].result_list] == shown
+    deep = staff_client.get(CHANGELIST + "?p=999975")
+    assert deep.status_code == 200
+    cl = deep.context["cl"]
+    assert [row.pk for row in cl.result_list] == newest_first[4:6]  # the last listed page
+    assert cl.page_num == cl.paginator.num_pages == 3 and cl.result_count == 12
+    html = _rows(deep)
+    assert '<span class="this-page">3</span>' in html and "?p=4" not in html
+    assert "The pages list the first 6 of these in this order" in html
+    # Fewer rows than the listed ones: every page, no note.
+    monkeypatch.setattr(liquidation_admin, "MAX_LISTED_ROWS", 100)
+    html = _rows(staff_client.get(CHANGELIST))
+    assert "?p=6" in html and "The pages list" not in html
